@@ -1,0 +1,14 @@
+# The two commands of the README.  Both install what is missing first (scripts/setup.sh).
+.PHONY: setup demo test clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	.venv/bin/fabric run profiles/isl-800g.yaml
+
+test: setup
+	.venv/bin/python -m pytest -q -rs tests
+
+clean:
+	rm -rf .venv build *.egg-info

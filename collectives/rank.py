@@ -1,0 +1,85 @@
+"""One rank: join the gloo group, run the workload, write this rank's times.
+
+Started by fabric.ranks inside the rank's host namespace, one process per rank:
+  python -m collectives.rank JOB.json --fabric-run fab<id>
+JOB.json: {rank, world, master, port, timeout_s, margin_s, out, ops: [{op, bytes, iters,
+warmup, splits, root}]}.  Every iteration starts at one instant agreed by all ranks (they
+share the host's monotonic clock), so each rank's time is measured from the same start.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import signal
+import sys
+import time
+from datetime import timedelta
+from types import SimpleNamespace
+
+from collectives import COLLECTIVES
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """A rank never outlives the fabric process that started it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def agree_start(torch, dist, margin_s: float) -> float:
+    """The latest of every rank's now + margin: a start all ranks can still make."""
+    t = torch.tensor([time.monotonic() + margin_s], dtype=torch.float64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
+def wait_until(t: float) -> bool:
+    """Sleep, then spin for the last stretch.  False if t had already passed (a late start)."""
+    now = time.monotonic()
+    if now > t:
+        return False
+    if t - now > 0.002:
+        time.sleep(t - now - 0.001)
+    while time.monotonic() < t:
+        pass
+    return True
+
+
+def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float) -> dict:
+    coll = COLLECTIVES[op["op"]]
+    spec = SimpleNamespace(**op)
+    state = coll.prepare(torch, rank, world, op["bytes"], spec)
+    times, correct, late = [], True, 0
+    for i in range(op["warmup"] + op["iters"]):
+        coll.reset(state)
+        start = agree_start(torch, dist, margin_s)
+        late += not wait_until(start)
+        coll.run(dist, state)
+        end = time.monotonic()
+        correct &= coll.check(torch, state)
+        if i >= op["warmup"]:
+            times.append(end - start)
+    return {"op": op["op"], "bytes": op["bytes"], "times_s": times, "correct": bool(correct), "late_starts": late}
+
+
+def main(argv: list[str]) -> int:
+    die_with_parent()
+    job = json.loads(open(argv[0]).read())
+    import torch
+    import torch.distributed as dist
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://{job['master']}:{job['port']}", rank=job["rank"],
+                            world_size=job["world"], timeout=timedelta(seconds=job["timeout_s"]))
+    results = [run_op(torch, dist, job["rank"], job["world"], op, job["margin_s"]) for op in job["ops"]]
+    dist.barrier()
+    dist.destroy_process_group()
+    with open(job["out"], "w") as f:
+        json.dump({"rank": job["rank"], "results": results}, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,88 @@
+"""Find and remove what fabric runs left behind — only fabric's own objects.
+
+Every node of a run is a Mininet shell whose command line carries `mininet:fab<id>...`;
+every rank carries `--fabric-run fab<id>`.  A run's namespaces are the network namespaces
+those processes are in; killing every process in them frees the namespaces, and with them
+every veth, bridge and qdisc the run made.  Nothing in the root namespace is fabric's, but a
+link named fab<4 hex><letter> there (a crash mid-creation) is removed too.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+OWN = re.compile(r"(?:mininet:|--fabric-run\x00)(fab[0-9a-f]{4})")
+OWN_LINK = re.compile(r"^fab[0-9a-f]{4}[a-z]")
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _netns(pid: str) -> str | None:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/net")
+    except OSError:
+        return None
+
+
+def leftovers(prefix: str | None = None) -> dict[str, list[int]]:
+    """{'fab1a2b': [pids...]}: processes of fabric runs (all runs, or the one with `prefix`),
+    including any other process that entered one of their namespaces."""
+    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    runs: dict[str, set[int]] = {}
+    spaces: dict[str, str] = {}
+    for pid in pids:
+        m = OWN.search(_cmdline(pid))
+        if m and (prefix is None or m.group(1) == prefix):
+            runs.setdefault(m.group(1), set()).add(int(pid))
+            ns = _netns(pid)
+            if ns and ns != _netns("1") and m.group(0).startswith("mininet:"):
+                spaces[ns] = m.group(1)
+    for pid in pids:
+        run = spaces.get(_netns(pid) or "")
+        if run and int(pid) != os.getpid():
+            runs[run].add(int(pid))
+    return {run: sorted(p) for run, p in runs.items()}
+
+
+def root_links() -> list[str]:
+    try:
+        return [n for n in os.listdir("/sys/class/net") if OWN_LINK.match(n)]
+    except OSError:
+        return []
+
+
+def remove(prefix: str | None = None, timeout_s: float = 10.0) -> tuple[int, int]:
+    """Kill fabric's leftover processes (one run's, or all) and delete stray links.
+    Returns (processes killed, links deleted)."""
+    pids = sorted({p for ps in leftovers(prefix).values() for p in ps})
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in pids):
+        time.sleep(0.05)
+    links = [n for n in root_links() if prefix is None or n.startswith(prefix)]
+    if links:
+        from pyroute2 import IPRoute
+        with IPRoute() as ipr:
+            for name in links:
+                for idx in ipr.link_lookup(ifname=name):
+                    ipr.link("del", index=idx)
+    return len(pids), len(links)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (OSError, IndexError):
+        return True

@@ -1,0 +1,185 @@
+"""fabric doctor | plan | run | calibrate | cleanup.
+
+Exit codes: 0 ok; 1 the run failed (a rank died, timed out, or a result was wrong);
+2 bad input (the message names file, key and what was expected; nothing was created);
+3 this host cannot emulate what was asked (the message names the fix); 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fabric import cleanup, host, scale
+from fabric.profile import ProfileError, load
+
+EXIT_FAILED, EXIT_INPUT, EXIT_HOST, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2, like every other bad input
+        self.exit(EXIT_INPUT, f"fabric: {message} (see fabric --help)\n")
+
+
+def _err(msg: str) -> None:
+    print(f"fabric: {msg}", file=sys.stderr)
+
+
+def _scale_arg(value: str) -> float:
+    try:
+        k = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--scale: expected a number >= 1, got {value!r}") from None
+    if k < 1:
+        raise argparse.ArgumentTypeError(f"--scale: expected a number >= 1, got {value!r}")
+    return k
+
+
+def _choose(profile, args, calibrate_if_missing: bool):
+    if args.scale is not None:
+        return scale.Choice(args.scale, "fixed with --scale")
+    if profile.scale is not None:
+        return scale.choose(profile, scale.DEFAULT)
+    cal = scale.cached()
+    if cal is None and calibrate_if_missing:
+        from fabric.runner import calibrate
+        cal = calibrate(log=lambda m: print(m, file=sys.stderr))
+    return scale.choose(profile, cal or scale.DEFAULT)
+
+
+def cmd_doctor(args) -> int:
+    checks = host.checks()
+    for c in checks:
+        line = f"{'ok ' if c.ok else 'NO '} {c.name:<11} {c.detail}"
+        print(line + (f"\n    fix: {c.fix}" if not c.ok and c.fix else ""))
+    cal = scale.cached()
+    print(f"    calibration: {cal.method}: overhead {cal.overhead_s * 1e6:.0f} us, capacity "
+          f"{cal.capacity_bps / 1e9:.2f} Gbit/s" if cal else "    calibration: none cached (the first run measures it)")
+    netem = next((c.ok for c in checks if c.name == "netem"), False)
+    runnable = all(c.ok for c in checks if c.name != "netem")
+    if not runnable:
+        print("fabric can't run here; fix the NO lines above")
+        return EXIT_HOST
+    print("fabric can run any profile here" if netem else
+          "fabric can run profiles without latency/jitter/loss here (no sch_netem)")
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from fabric.plan import build
+    from fabric.runner import jobs, sizing
+    profile = load(args.profile)
+    choice = _choose(profile, args, calibrate_if_missing=False)
+    plan = build(profile, choice.k)
+    topo = profile.topology
+    print(f"# profile {profile.name} ({profile.source}): {profile.description}")
+    print(f"# scale k = {choice.k:g} ({choice.reason})")
+    for name in profile.used_links():
+        real, emu = profile.link(name), plan.emulated(profile.link(name))
+        from fabric.units import fmt_rate, fmt_time
+        print(f"# link {name}: real {fmt_rate(real.rate_bps)}, latency {fmt_time(real.latency_s)}, jitter "
+              f"{fmt_time(real.jitter_s)}, loss {real.loss:.4%} -> emulated {fmt_rate(emu.rate_bps)}, "
+              f"latency {fmt_time(emu.latency_s)}, jitter {fmt_time(emu.jitter_s)}")
+    print(f"# topology {topo.kind}: {topo.ranks} ranks" +
+          (f" in {topo.domains} domains of {topo.ranks_per_domain}" if topo.kind == "two_tier" else "") +
+          f"; {len(plan.hosts)} hosts, {len(plan.switches)} bridges, {len(plan.links)} links, "
+          f"{len(plan.shapers)} shaped directions; netem {'needed' if plan.needs_netem else 'not needed'}")
+    job_list, spec_of = jobs(profile, plan.ranks)
+    from collectives import COLLECTIVES
+    from fabric.model import predict
+    for job in job_list:
+        pred = predict(plan, COLLECTIVES[job["op"]].schedule(plan.ranks, job["bytes"], spec_of[(job["op"], job["bytes"])]))
+        print(f"# workload {job['op']} {job['bytes']} B x {job['iters']} (+{job['warmup']} warmup): "
+              f"model {pred.time_s * 1e6:.1f} us emulated, {pred.time_s / choice.k * 1e6:.3f} us real")
+    bounds = sizing(plan, job_list, spec_of)
+    print(f"# bounds: gloo op timeout {bounds.op_timeout_s:.0f} s, run time limit {bounds.run_timeout_s:.0f} s")
+    print("# commands, Mininet-CLI style: each line runs in the named node's network namespace")
+    print("\n".join(plan.commands()))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from fabric import report, results
+    from fabric.ranks import RankError
+    from fabric.runner import HostUnfit, check_host, execute
+    profile = load(args.profile)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ProfileError(str(out), "--out", "expected a directory (it is a file)")
+    try:
+        netem = check_host(profile)
+        choice = _choose(profile, args, calibrate_if_missing=True)
+    except HostUnfit as exc:
+        _err(str(exc))
+        return EXIT_HOST
+    print(f"fabric: scale k = {choice.k:g} ({choice.reason})", file=sys.stderr)
+    try:
+        doc = execute(profile, choice.k, netem, log=lambda m: print(m, file=sys.stderr))
+    except RankError as exc:
+        _err(f"run failed: {exc}")
+        return EXIT_FAILED
+    doc["scale_reason"] = choice.reason
+    results.write(out, doc)
+    print(report.table(doc))
+    print(f"fabric: wrote {out / 'results.json'} and {out / 'results.csv'}", file=sys.stderr)
+    if not all(r["correct"] for r in doc["results"]):
+        _err("some results were WRONG (see the check column)")
+        return EXIT_FAILED
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from fabric.runner import HostUnfit, calibrate
+    missing = host.can_run()
+    if missing:
+        _err("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
+        return EXIT_HOST
+    del HostUnfit
+    calibrate(log=lambda m: print(m, file=sys.stderr))
+    return 0
+
+
+def cmd_cleanup(args) -> int:
+    import os
+    if os.geteuid() != 0:
+        _err("cleanup needs root (it kills fabric's processes and deletes its links)")
+        return EXIT_HOST
+    found = cleanup.leftovers()
+    procs, links = cleanup.remove()
+    runs = ", ".join(sorted(found)) or "none"
+    print(f"fabric cleanup: runs {runs}; killed {procs} processes, deleted {links} links")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="fabric", description="Network-fabric emulator with real collective traffic.")
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    sub.add_parser("doctor", help="what this host can emulate").set_defaults(fn=cmd_doctor)
+    for name, fn, text in (("plan", cmd_plan, "topology, scale and the exact commands (no root)"),
+                           ("run", cmd_run, "build the fabric, run the workload, report")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("profile")
+        sp.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
+        sp.set_defaults(fn=fn)
+        if name == "run":
+            sp.add_argument("--out", default="runs/latest", help="folder for results.json and results.csv")
+    sub.add_parser("calibrate", help="measure this host's overhead and capacity (cached)").set_defaults(
+        fn=cmd_calibrate)
+    sub.add_parser("cleanup", help="remove what crashed fabric runs left").set_defaults(fn=cmd_cleanup)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except ProfileError as exc:
+        _err(str(exc))
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        _err("interrupted; everything the run made was removed")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

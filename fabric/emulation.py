@@ -1,0 +1,195 @@
+"""The emulation: a Plan made real, and undone.
+
+Mininet builds the nodes (one network namespace each, held by a shell process) and the veth
+links between them.  Everything else (addresses, MTU, bridges, HTB, netem, filters) goes
+through pyroute2, the same objects `fabric plan` prints as tc/ip commands.  Bridges live in
+their own namespaces, so the host's root namespace, its sysctls and its firewall are never
+touched.  stop() removes everything; when fabric dies too hard for stop() to run, the node
+shells exit with it and `fabric cleanup` removes what is left (fabric.cleanup).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+
+from fabric import cleanup, netem
+from fabric.plan import MTU, PREFIX_LEN, Band, Plan, Shaper
+
+
+class EmulationError(RuntimeError):
+    """The kernel refused something the plan needs; the message says what."""
+
+
+def _mininet():
+    try:
+        from mininet.link import Link
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.node import Host
+        from mininet.nodelib import LinuxBridge
+    except ImportError as exc:
+        raise EmulationError(f"Mininet is not importable ({exc}); install it: apt-get install mininet") from None
+    setLogLevel("error")
+
+    class NamespacedBridge(LinuxBridge):
+        """A Linux bridge in its own namespace; the emulation configures it via netlink."""
+
+        def __init__(self, name, **params):
+            params["inNamespace"] = True
+            super().__init__(name, **params)
+
+        def start(self, _controllers):  # pragma: no cover - configured by Emulation instead
+            pass
+
+        def stop(self, deleteIntfs=True):
+            # the bridge dies with the namespace; skip LinuxBridge's brctl calls
+            super(LinuxBridge, self).stop(deleteIntfs)
+
+    return Mininet, Host, Link, NamespacedBridge
+
+
+class Emulation:
+    """with Emulation(plan) as emu: ... — nodes, links and shaping exist inside the block."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+        self.net = None
+        self.nodes = {}
+        self.procs: list[subprocess.Popen] = []
+
+    def __enter__(self) -> Emulation:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---- building -------------------------------------------------------------------
+    def start(self) -> None:
+        if os.geteuid() != 0:
+            raise EmulationError("building the emulation needs root (network namespaces, tc)")
+        Mininet, Host, Link, Bridge = _mininet()
+        self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
+                           autoStaticArp=False, waitConnected=False)
+        for node in self.plan.nodes:
+            if node.kind == "host":
+                self.nodes[node.name] = self.net.addHost(node.name, ip=None)
+            else:
+                self.nodes[node.name] = self.net.addSwitch(node.name, cls=Bridge)
+        for link in self.plan.links:
+            self.net.addLink(self.nodes[link.a_node], self.nodes[link.b_node], cls=Link,
+                             intfName1=link.a_intf, intfName2=link.b_intf)
+        for node in self.plan.nodes:
+            self._configure(node)
+
+    def netns(self, node_name: str) -> str:
+        return f"/proc/{self.nodes[node_name].pid}/ns/net"
+
+    def _ipr(self, node_name: str):
+        from pyroute2 import IPRoute
+        return IPRoute(netns=self.netns(node_name))
+
+    def _configure(self, node) -> None:
+        shell = self.nodes[node.name]
+        # per-namespace sysctls: no IPv6 chatter on shaped links, no netfilter on bridged frames
+        shell.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1;"
+                  " for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e $f ] && echo 0 > $f; done")
+        ports = [l.a_intf for l in self.plan.links if l.a_node == node.name] + \
+                [l.b_intf for l in self.plan.links if l.b_node == node.name]
+        with self._ipr(node.name) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            if node.kind == "switch":
+                ipr.link("add", ifname=node.name, kind="bridge")
+                bridge = ipr.link_lookup(ifname=node.name)[0]
+            for intf in ports:
+                idx = ipr.link_lookup(ifname=intf)[0]
+                ipr.link("set", index=idx, mtu=MTU)
+                if node.kind == "switch":
+                    ipr.link("set", index=idx, master=bridge)
+                ipr.link("set", index=idx, state="up")
+            if node.kind == "switch":
+                ipr.link("set", index=bridge, mtu=MTU, state="up")
+            else:
+                idx = ipr.link_lookup(ifname=self.plan.host_intf(node.rank))[0]
+                ipr.addr("add", index=idx, address=node.ip, prefixlen=PREFIX_LEN)
+            for shaper in self.plan.shapers.values():
+                if shaper.node == node.name:
+                    self._shape(ipr, shaper)
+
+    def _shape(self, ipr, s: Shaper) -> None:
+        from pyroute2.netlink.exceptions import NetlinkError
+        idx = ipr.link_lookup(ifname=s.intf)[0]
+        htb = dict(ceil=_bytes_per_s(s.rate_bps), burst=s.burst, cburst=s.burst, quantum=s.quantum)
+        try:
+            ipr.tc("add", "htb", index=idx, handle=0x10000, default=s.default_minor)
+            ipr.tc("add-class", "htb", index=idx, handle=0x10001, parent=0x10000, rate=_bytes_per_s(s.rate_bps), **htb)
+            for b in s.bands:
+                ipr.tc("add-class", "htb", index=idx, handle=0x10000 | b.minor, parent=0x10001,
+                       rate=_bytes_per_s(b.rate_bps), **htb)
+                self._leaf(ipr, idx, b)
+                if b.match:
+                    fld, cidr = b.match
+                    ipr.tc("add-filter", "u32", index=idx, parent=0x10000, prio=1, protocol=0x0800,
+                           target=0x10000 | b.minor, keys=[_u32_key(fld, cidr)])
+        except NetlinkError as exc:
+            raise EmulationError(f"tc on {s.node}:{s.intf} failed: {exc.args[-1]} (errno {exc.code})") from None
+
+    @staticmethod
+    def _leaf(ipr, idx: int, b: Band) -> None:
+        handle, parent = b.minor << 16, 0x10000 | b.minor
+        if b.netem:
+            netem.add(ipr, idx, handle, parent, b)
+        else:
+            ipr.tc("add", "pfifo", index=idx, handle=handle, parent=parent, limit=b.limit)
+
+    # ---- using ----------------------------------------------------------------------
+    def popen(self, rank: int, argv: list[str], env: dict, **kwargs) -> subprocess.Popen:
+        """Start a process in rank's host namespace; stop() kills it."""
+        host = self.nodes[self.plan.hosts[rank].name]
+        proc = host.popen(argv, env=env, **kwargs)
+        self.procs.append(proc)
+        return proc
+
+    def tc_bytes(self, node_name: str, intf: str) -> int:
+        """Bytes the root HTB qdisc of node:intf has sent."""
+        with self._ipr(node_name) as ipr:
+            idx = ipr.link_lookup(ifname=intf)[0]
+            for q in ipr.get_qdiscs(index=idx):
+                if q.get("parent") == 0xFFFFFFFF:
+                    return q.get(("TCA_STATS2", "TCA_STATS_BASIC"))["bytes"]
+        raise EmulationError(f"no root qdisc on {node_name}:{intf}")
+
+    # ---- undoing --------------------------------------------------------------------
+    def stop(self) -> None:
+        """Kill every process in the run's namespaces (ranks and strays), then the node shells."""
+        cleanup.remove(self.plan.prefix)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        self.procs.clear()
+        for node in self.nodes.values():
+            try:
+                node.terminate()   # closes Mininet's pty; interfaces and bridges went with the namespace
+            except Exception:      # a half-built node: cleanup.remove already killed its shell
+                pass
+        self.net = None
+        self.nodes.clear()
+
+
+def _bytes_per_s(bits_per_s: float) -> int:
+    """pyroute2 takes a bare number as bytes per second."""
+    return max(1, round(bits_per_s / 8))
+
+
+def _u32_key(field: str, cidr: str) -> str:
+    """pyroute2's u32 key 'value/mask+offset' for an IPv4 src (offset 12) or dst (16) prefix."""
+    addr, bits = cidr.split("/")
+    value = int.from_bytes(bytes(int(x) for x in addr.split(".")), "big")
+    mask = (0xFFFFFFFF << (32 - int(bits))) & 0xFFFFFFFF
+    return f"0x{value:08x}/0x{mask:08x}+{12 if field == 'src' else 16}"

@@ -1,0 +1,126 @@
+"""One run, end to end: profile -> plan -> emulation -> ranks -> results (-> report, by the CLI)."""
+from __future__ import annotations
+
+import secrets
+import signal
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from collectives import COLLECTIVES
+from fabric import cleanup, host, ranks, results, scale
+from fabric.emulation import Emulation
+from fabric.model import predict
+from fabric.plan import Plan, build
+from fabric.profile import Profile, parse
+
+
+class HostUnfit(RuntimeError):
+    """This host cannot emulate the profile (exit code 3); the message names the fix."""
+
+
+@dataclass(frozen=True)
+class Sizing:
+    """Bounds for one run, from the α-β prediction of every op."""
+    margin_s: float       # lead time of each iteration's agreed start
+    op_timeout_s: float   # gloo's per-op timeout
+    run_timeout_s: float  # the whole rank phase
+
+
+def new_run_id() -> str:
+    busy = set(cleanup.leftovers())
+    while True:
+        rid = secrets.token_hex(2)
+        if f"fab{rid}" not in busy:
+            return rid
+
+
+def jobs(profile: Profile, n: int) -> tuple[list[dict], dict]:
+    """The op list every rank runs, sizes aligned by each op's size rule, and (op, bytes) -> OpSpec."""
+    out, spec_of = [], {}
+    for spec in profile.workload:
+        coll = COLLECTIVES[spec.op]
+        for size in spec.sizes:
+            nbytes = coll.size(size, n)
+            out.append({"op": spec.op, "bytes": nbytes, "iters": spec.iters, "warmup": spec.warmup,
+                        "splits": spec.splits, "root": spec.root})
+            spec_of[(spec.op, nbytes)] = spec
+    return out, spec_of
+
+
+def sizing(plan: Plan, job_list: list[dict], spec_of: dict) -> Sizing:
+    n = plan.ranks
+    worst_path = max(plan.path_latency(s, d) for s in range(n) for d in range(n) if s != d) if n > 1 else 0
+    margin = 0.005 + 4 * worst_path   # gloo on a busy 2-core host can stall a few ms
+    total, longest = 0.0, 0.0
+    for job in job_list:
+        t = predict(plan, COLLECTIVES[job["op"]].schedule(n, job["bytes"], spec_of[(job["op"], job["bytes"])])).time_s
+        longest = max(longest, t)
+        total += (job["warmup"] + job["iters"]) * (5 * t + 2 * margin + 0.05)
+    return Sizing(margin, op_timeout_s=30 + 20 * longest, run_timeout_s=120 + total)
+
+
+def check_host(profile: Profile) -> str:
+    """'native' or 'none' (netem use); raises HostUnfit when this host cannot run the profile."""
+    missing = host.can_run()
+    if missing:
+        raise HostUnfit("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
+    if profile.impaired:
+        if not host.netem_available():
+            impaired = [l for l in profile.used_links() if profile.link(l).impaired]
+            raise HostUnfit(
+                f"{profile.source}: links {', '.join(impaired)} need netem (latency/jitter/loss) but this "
+                f"kernel has no sch_netem; run on a kernel with netem (e.g. the Vagrant VM), or set their "
+                f"latency, jitter and loss to 0 to measure bandwidth only")
+        return "native"
+    return "none"
+
+
+def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None = None) -> dict:
+    """Build, run, tear down; return the results document.  Raises ranks.RankError on failure."""
+    plan = build(profile, k, run_id=new_run_id())
+    job_list, spec_of = jobs(profile, plan.ranks)
+    bounds = sizing(plan, job_list, spec_of)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with tempfile.TemporaryDirectory(prefix="fabric-") as tmp:
+            workdir = keep or Path(tmp)
+            log(f"fabric: building {plan.ranks} hosts, {len(plan.switches)} bridges, "
+                f"{len(plan.shapers)} shaped link directions ({plan.prefix})")
+            with Emulation(plan) as emu:
+                log(f"fabric: running {len(job_list)} op/size pairs on {plan.ranks} gloo ranks "
+                    f"(time limit {bounds.run_timeout_s:.0f} s)")
+                rank_results = ranks.run(emu, job_list, workdir, bounds.run_timeout_s, bounds.op_timeout_s,
+                                         bounds.margin_s)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    doc = results.document(plan, results.summarize(plan, spec_of, rank_results), netem)
+    doc["links"] = [{"name": l.name, "rate_bps": l.rate_bps, "latency_s": l.latency_s, "jitter_s": l.jitter_s,
+                     "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
+                     "emulated_latency_s": plan.emulated(l).latency_s}
+                    for l in (profile.link(n) for n in profile.used_links())]
+    return doc
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def calibrate(log=print) -> scale.Calibration:
+    """Measure this host's software overhead and capacity with a real 2-rank run, unshaped."""
+    profile = parse({
+        "name": "calibration", "description": "two ranks on an effectively unshaped link",
+        "scale": 1, "links": {"unshaped": {"rate": "100Gbit/s"}},
+        "topology": {"kind": "flat", "ranks": 2, "link": "unshaped"},
+        "workload": [{"op": "sendrecv", "bytes": 4, "iters": 200, "warmup": 20},
+                     {"op": "sendrecv", "bytes": "16MiB", "iters": 8, "warmup": 2}],
+    }, "<calibration>")
+    log("fabric: calibrating this host (once; cached): 2 ranks, unshaped link")
+    doc = execute(profile, 1.0, "none", log=lambda *_: None)
+    small, large = doc["results"]
+    cal = scale.measured(overhead_s=small["time_us"]["p50"] * 1e-6,
+                         capacity_bps=2 * large["algbw_GBps"] * 8e9)
+    scale.store(cal)
+    log(f"fabric: host overhead {cal.overhead_s * 1e6:.0f} us per message, capacity "
+        f"{cal.capacity_bps / 1e9:.2f} Gbit/s")
+    return cal

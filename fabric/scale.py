@@ -1,0 +1,100 @@
+"""The time-dilation factor k: emulated rate = real rate / k, emulated latency = real latency x k.
+
+`scale: auto` picks the smallest "nice" k (1, 2 or 5 x 10^n) such that
+  * the fastest link class, times the number of ranks that may send at once, stays within
+    RATE_SHARE of the traffic this host was measured to carry (so the shaper, not the CPU,
+    sets the rate), and
+  * the host's software overhead per message stays at most LATENCY_SHARE of the smallest
+    emulated latency (so the emulated latency, not gloo and Python, dominates small messages).
+The host figures come from a calibration: a real 2-rank run over an unshaped link, measured
+once and cached per kernel and CPU count (`fabric calibrate` re-measures).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fabric.profile import Profile
+
+RATE_SHARE = 0.25
+LATENCY_SHARE = 0.10
+
+
+@dataclass(frozen=True)
+class Calibration:
+    overhead_s: float        # p50 of a 4-byte sendrecv step between two ranks, unshaped
+    capacity_bps: float      # traffic two ranks move at once, unshaped (sum of both directions)
+    method: str
+    key: str = ""
+
+
+DEFAULT = Calibration(overhead_s=300e-6, capacity_bps=4e9,
+                      method="default figures (not measured on this host; run `fabric calibrate` as root)")
+
+
+def host_key() -> str:
+    return f"{platform.node()}|{platform.release()}|{os.cpu_count()}"
+
+
+def cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "fabric" / "calibration.json"
+
+
+def cached() -> Calibration | None:
+    try:
+        data = json.loads(cache_path().read_text())
+        cal = Calibration(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    return cal if cal.key == host_key() else None
+
+
+def store(cal: Calibration) -> None:
+    path = cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(cal), indent=1) + "\n")
+
+
+def nice_ceil(x: float) -> float:
+    """The smallest of 1, 2, 5, 10, 20, 50, ... that is >= x."""
+    if x <= 1:
+        return 1.0
+    exp = math.floor(math.log10(x))
+    for m in (1, 2, 5, 10):
+        if m * 10 ** exp >= x * (1 - 1e-12):
+            return float(m * 10 ** exp)
+    return float(10 ** (exp + 1))
+
+
+@dataclass(frozen=True)
+class Choice:
+    k: float
+    reason: str
+
+
+def choose(profile: Profile, cal: Calibration) -> Choice:
+    if profile.scale is not None:
+        return Choice(profile.scale, "fixed in the profile")
+    links = [profile.link(n) for n in profile.used_links()]
+    fastest = max(l.rate_bps for l in links)
+    k_rate = fastest * profile.topology.ranks / (RATE_SHARE * cal.capacity_bps)
+    latencies = [l.latency_s for l in links if l.latency_s > 0]
+    k_lat = cal.overhead_s / (LATENCY_SHARE * min(latencies)) if latencies else 0.0
+    k = nice_ceil(max(1.0, k_rate, k_lat))
+    why = (f"auto: rate needs k >= {k_rate:.3g} ({profile.topology.ranks} ranks x fastest link within "
+           f"{RATE_SHARE:.0%} of {cal.capacity_bps / 1e9:.3g} Gbit/s host capacity)")
+    if latencies:
+        why += (f", latency needs k >= {k_lat:.3g} ({cal.overhead_s * 1e6:.0f} us host overhead within "
+                f"{LATENCY_SHARE:.0%} of the smallest emulated latency)")
+    return Choice(k, why + f"; host figures: {cal.method}")
+
+
+def measured(overhead_s: float, capacity_bps: float) -> Calibration:
+    return Calibration(overhead_s, capacity_bps,
+                       f"measured {time.strftime('%Y-%m-%d %H:%M')} on this host", host_key())

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what fabric needs and is missing: Debian packages (as root), the .venv, the project.
+# Idempotent and quick when everything is there already.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(mininet iproute2 ethtool)
+PYTHON=${PYTHON:-python3}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: missing Debian packages ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.fabric-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  echo "setup: installing fabric and its Python packages into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0" numpy
+  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  touch "$stamp"
+fi
+
+# Mininet comes from Debian (it needs its mnexec helper); expose just its package to the venv.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [[ ! -e $site/mininet ]]; then
+  src=$(/usr/bin/python3 -c 'import mininet, os; print(os.path.dirname(mininet.__file__))')
+  ln -s "$src" "$site/mininet"
+fi

@@ -1,0 +1,35 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def pytest_collection_modifyitems(config, items):
+    if os.geteuid() == 0:
+        return
+    skip = pytest.mark.skip(reason="needs root (network namespaces, tc); CI runs these as root")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def write_profile(tmp_path):
+    """Write a profile dict (or YAML text) to a file and return its path."""
+    import yaml
+
+    def write(data, name="p.yaml"):
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+        return path
+    return write
+
+
+def flat(ranks=4, rate="200Mbit/s", workload=None, **link):
+    return {"name": "t", "scale": 1, "links": {"eth": {"rate": rate, **link}},
+            "topology": {"kind": "flat", "ranks": ranks, "link": "eth"},
+            "workload": workload or [{"op": "all_reduce", "bytes": "1MiB", "iters": 2, "warmup": 0}]}

@@ -1,0 +1,58 @@
+"""The α-β model on a plan: textbook formulas on flat fabrics, shared uplinks on two tiers."""
+from types import SimpleNamespace
+
+import pytest
+
+from collectives import COLLECTIVES
+from conftest import flat
+from fabric.model import predict
+from fabric.plan import build
+from fabric.profile import parse
+from test_profile import IB
+
+EVEN = SimpleNamespace(splits="even", root=0)
+
+
+def _plan(profile, k=1.0):
+    return build(parse(profile, "m.yaml"), k)
+
+
+@pytest.mark.parametrize("n", [2, 4, 8])
+def test_ring_all_reduce_formula(n):
+    plan = _plan(flat(ranks=n, rate="1Gbit/s", latency="1ms"))
+    S = 8 * 2**20
+    t = predict(plan, COLLECTIVES["all_reduce"].schedule(n, S, EVEN))
+    alpha, beta = 1e-3, 1e9 / 8
+    assert t.time_s == pytest.approx(2 * (n - 1) * (alpha + S / n / beta))
+    assert t.bottleneck_bps == 1e9 and t.latency_s == pytest.approx(2 * (n - 1) * alpha)
+
+
+@pytest.mark.parametrize("op", ["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "sendrecv"])
+def test_large_message_busbw_equals_the_link_on_a_flat_fabric(op):
+    """nccl-tests' bus bandwidth is defined so that it reaches the link rate: check the model agrees."""
+    n, S = 8, 64 * 2**20
+    plan = _plan(flat(ranks=n, rate="1Gbit/s"))
+    coll = COLLECTIVES[op]
+    t = predict(plan, coll.schedule(n, S, EVEN)).time_s
+    busbw = S / t * coll.bus_factor(n)
+    assert busbw == pytest.approx(1e9 / 8)
+
+
+def test_two_tier_all_to_all_is_bound_by_the_shared_uplink():
+    plan = _plan(IB, 1000.0)
+    n, S = 8, 8 * 2**20
+    pred = predict(plan, COLLECTIVES["all_to_all"].schedule(n, S, EVEN))
+    uplink = 400e9 / 1000
+    # each domain sends 4 ranks x 4 remote peers x S/8 over its uplink
+    assert pred.bottleneck_bps == pytest.approx(uplink)
+    # α: the longest path in the step is an intra-domain one (2 us x 1000)
+    assert pred.time_s == pytest.approx(2e-3 + 2 * S / (uplink / 8))
+
+
+def test_ring_crossing_domains_pays_the_uplink():
+    plan = _plan(IB, 1000.0)
+    inside = dict(IB, topology=dict(IB["topology"], domains=1, ranks_per_domain=8))
+    S = 2**20
+    t_two = predict(plan, COLLECTIVES["all_reduce"].schedule(8, S, EVEN)).time_s
+    t_one = predict(_plan(inside, 1000.0), COLLECTIVES["all_reduce"].schedule(8, S, EVEN)).time_s
+    assert t_two > t_one

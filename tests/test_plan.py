@@ -1,0 +1,100 @@
+"""The plan is pure data: what a run builds, checked without root."""
+import math
+
+import pytest
+
+from conftest import flat
+from fabric.plan import FRAME, MTU, QUANTUM_MAX, build, hop_share, queue_limit, shaping
+from fabric.profile import parse
+from test_profile import IB
+
+
+def test_flat_plan_shapes_both_directions_of_every_port():
+    plan = build(parse(flat(ranks=4), "f.yaml"), 1.0, run_id="abcd")
+    assert [h.name for h in plan.hosts] == [f"fababcdh{r}" for r in range(4)]
+    assert len(plan.switches) == 1 and len(plan.links) == 4
+    assert len(plan.shapers) == 8                      # host egress + switch egress per link
+    assert all(s.rate_bps == 200e6 for s in plan.shapers.values())
+    assert not plan.needs_netem
+    assert len({h.ip for h in plan.hosts}) == 4 and all(h.ip.startswith("198.18.") for h in plan.hosts)
+
+
+def test_scale_divides_rates_and_multiplies_latencies():
+    plan = build(parse(IB, "ib.yaml"), 1000.0)
+    nv = plan.emulated(plan.profile.link("nvlink4"))
+    assert nv.rate_bps == pytest.approx(3.6e9) and nv.latency_s == pytest.approx(2e-3)
+    port = plan.shapers["fab0000h0:fab0000r0"]
+    assert port.rate_bps == pytest.approx(3.6e9)
+
+
+def test_latency_semantics_intra_and_inter_paths():
+    """Inside a domain: the intra latency; between domains: the inter latency (issue semantics)."""
+    plan = build(parse(IB, "ib.yaml"), 1000.0)
+    assert plan.path_latency(0, 3) == pytest.approx(2e-3)       # nvlink4 2 us x 1000
+    assert plan.path_latency(0, 5) == pytest.approx(1.5e-3)     # ndr 1.5 us x 1000
+    assert plan.path_latency(6, 1) == pytest.approx(1.5e-3)
+    assert len(plan.path(0, 3)) == 2 and len(plan.path(0, 5)) == 4
+
+
+def test_jitter_and_loss_add_up_over_a_path():
+    p = dict(IB, links={"nvlink4": {"rate": "450GB/s", "latency": "2us", "jitter": "0.4us", "loss": "1%"},
+                        "ndr": {"rate": "400Gbit/s", "latency": "1.5us", "jitter": "0.2us", "loss": "2%"}})
+    plan = build(parse(p, "ib.yaml"), 1000.0)
+    for src, dst, jitter, loss in ((0, 1, 0.4e-3, 0.01), (0, 4, 0.2e-3, 0.02)):
+        bands = [b for _, b in plan.path(src, dst)]
+        assert math.sqrt(sum(b.jitter_s ** 2 for b in bands)) == pytest.approx(jitter)
+        assert 1 - math.prod(1 - b.loss for b in bands) == pytest.approx(loss)
+
+
+def test_rank_ports_classify_remote_traffic_out_of_the_intra_delay():
+    plan = build(parse(IB, "ib.yaml"), 1000.0)
+    port = plan.shapers["fab0000h0:fab0000r0"]
+    local, remote = port.bands
+    assert local.match == ("dst", "198.18.0.0/24") and local.delay_s == pytest.approx(1e-3)
+    assert remote.match is None and remote.delay_s == 0 and port.default_minor == remote.minor
+    assert local.rate_bps + remote.rate_bps == pytest.approx(port.rate_bps)   # guarantees fit the parent
+    into = plan.shapers["fab0000s1:fab0000p4"]
+    assert into.bands[0].match == ("src", "198.18.1.0/24")
+
+
+@pytest.mark.parametrize("rate", [1e6, 50e6, 200e6, 1e9, 5e9, 40e9])
+def test_htb_burst_and_quantum(rate):
+    burst, quantum = shaping(rate)
+    assert burst >= rate / 8 * 1e-3 and burst >= 2 * FRAME          # about 1 ms, never below two frames
+    assert FRAME <= quantum <= QUANTUM_MAX                              # no "quantum is big/small" warnings
+
+
+def test_netem_limit_covers_the_bandwidth_delay_product():
+    rate, delay, jitter = 1e9, 0.05, 0.005
+    bdp_packets = rate / 8 * (delay + 4 * jitter) / FRAME
+    assert queue_limit(rate, delay, jitter) >= 2 * bdp_packets
+    assert queue_limit(1e6, 0, 0) == 1000
+
+
+def test_hop_share():
+    link = parse(IB, "x").links["ndr"]
+    d, j, l = hop_share(link)
+    assert d == pytest.approx(0.75e-6) and j == pytest.approx(0.2e-6 / math.sqrt(2)) and l == 0
+
+
+def test_commands_are_the_applied_objects():
+    plan = build(parse(IB, "ib.yaml"), 1000.0)
+    cmds = plan.commands()
+    text = "\n".join(cmds)
+    assert f"mtu {MTU}" in text
+    assert "fab0000h0 tc qdisc add dev fab0000r0 root handle 1: htb default 20" in cmds
+    assert any(c.startswith("fab0000h0 tc class add dev fab0000r0 parent 1: classid 1:1 htb rate 3600000kbit")
+               and "quantum" in c and "burst" in c for c in cmds)
+    assert "fab0000h0 tc qdisc add dev fab0000r0 parent 1:10 handle 10: netem limit" in text
+    assert "u32 match ip dst 198.18.0.0/24 flowid 1:10" in text
+    assert "fab0000s0 tc qdisc add dev fab0000u0 root handle 1: htb default 10" in cmds
+    netems = [c for c in cmds if " netem " in c]
+    assert len(netems) == 8 * 2 + 2 * 2          # intra band on both ends of 8 ports, both uplink ends
+
+
+def test_interface_names_fit_ifnamsiz():
+    big = flat(ranks=64)
+    plan = build(parse(big, "big.yaml"), 1.0, run_id="ffff")
+    names = [l.a_intf for l in plan.links] + [l.b_intf for l in plan.links] + [n.name for n in plan.switches]
+    assert max(len(n) for n in names) <= 15
+    assert all(n.startswith("fabffff") for n in names)

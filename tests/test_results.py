@@ -1,0 +1,65 @@
+"""From rank times to nccl-tests metrics, the projection and the files."""
+import csv
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from conftest import flat
+from fabric import report
+from fabric.plan import build
+from fabric.profile import parse
+from fabric.ranks import RankResult
+from fabric.results import document, percentile, summarize, write
+
+
+def test_percentile_matches_linear_interpolation():
+    xs = [5.0, 1.0, 3.0, 2.0, 4.0]
+    assert percentile(xs, 0) == 1 and percentile(xs, 50) == 3 and percentile(xs, 100) == 5
+    assert percentile(xs, 95) == pytest.approx(4.8)
+    assert percentile(list(range(101)), 99) == pytest.approx(99)
+
+
+def _doc(k=10.0, correct=True):
+    plan = build(parse(flat(ranks=2, rate="1Gbit/s"), "f.yaml"), k)
+    S = 2**20
+    spec = SimpleNamespace(splits="even", root=0)
+    rr = [RankResult(0, "all_reduce", S, [0.010, 0.020, 0.030], True, 0),
+          RankResult(1, "all_reduce", S, [0.012, 0.018, 0.040], correct, 1)]
+    res = summarize(plan, {("all_reduce", S): spec}, rr)
+    return document(plan, res, "none")
+
+
+def test_iteration_time_is_the_slowest_rank_and_metrics_follow():
+    doc = _doc()
+    r = doc["results"][0]
+    assert r["time_us"]["min"] == pytest.approx(12000) and r["time_us"]["max"] == pytest.approx(40000)
+    assert r["time_us"]["p50"] == pytest.approx(20000)           # slowest ranks: 12, 20, 40 ms
+    algbw = 2**20 / 0.020 / 1e9
+    assert r["algbw_GBps"] == pytest.approx(algbw) and r["busbw_GBps"] == pytest.approx(algbw * 1.0)
+    assert r["projected"]["time_us"] == pytest.approx(2000) and r["projected"]["busbw_GBps"] == pytest.approx(algbw * 10)
+    assert r["link_GBps"] == pytest.approx(1e9 / 10 / 8 / 1e9)
+    assert r["bus_efficiency"] == pytest.approx(r["busbw_GBps"] / r["link_GBps"])
+    assert r["measured_over_model"] == pytest.approx(0.020 / (r["model_time_us"] * 1e-6))
+    assert r["late_starts"] == 1 and r["correct"] and len(r["rank_time_us"]) == 2
+    assert doc["schema"] == 1 and doc["scale"] == 10.0 and doc["emulation"]["netem"] == "none"
+
+
+def test_a_wrong_rank_makes_the_result_wrong():
+    doc = _doc(correct=False)
+    assert not doc["results"][0]["correct"]
+    assert "WRONG" in report.table(doc)
+
+
+def test_json_and_csv(tmp_path):
+    doc = _doc()
+    write(tmp_path, doc)
+    assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(doc))
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert rows[0]["op"] == "all_reduce" and float(rows[0]["time_us.p50"]) == pytest.approx(20000)
+
+
+def test_table_reads_like_nccl_tests():
+    text = report.table(_doc())
+    for word in ("size", "count", "type", "time", "algbw", "busbw", "busEff", "model", "real:time", "scale k = 10"):
+        assert word in text

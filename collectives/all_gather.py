@@ -25,7 +25,7 @@ class AllGather(Collective):
         state["out"].zero_()
 
     def run(self, dist, state):
-        dist.all_gather_into_tensor(state["out"], state["in"])
+        dist.all_gather_single(state["out"], state["in"])
 
 
 COLLECTIVE = AllGather()

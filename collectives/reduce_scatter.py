@@ -5,13 +5,15 @@ from collectives.base import Collective, pattern, ring
 class ReduceScatter(Collective):
     name = "reduce_scatter"
     per_rank_chunks = True
-    algorithm = "gloo ring reduce-scatter: n-1 steps of S/n to the next rank"
+    # gloo has no reduce-scatter of its own: torch runs a full all-reduce of S and keeps chunk r,
+    # so it moves twice the bytes of a ring reduce-scatter (measured: same time as all_reduce of S)
+    algorithm = "gloo all-reduce of S, then each rank keeps its chunk: 2(n-1) ring steps of S/n"
 
     def bus_factor(self, n):
         return (n - 1) / n
 
     def schedule(self, n, nbytes, spec):
-        return ring(n, nbytes // n, n - 1)
+        return ring(n, nbytes // n, 2 * (n - 1))
 
     def prepare(self, torch, rank, n, nbytes, spec):
         count = nbytes // self.ITEM
@@ -24,7 +26,7 @@ class ReduceScatter(Collective):
         state["out"].zero_()
 
     def run(self, dist, state):
-        dist.reduce_scatter_tensor(state["out"], state["in"])
+        dist.reduce_scatter_single(state["out"], state["in"])
 
 
 COLLECTIVE = ReduceScatter()

@@ -7,6 +7,7 @@ Exit codes: 0 ok; 1 the run failed (a rank died, timed out, or a result was wron
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -140,7 +141,6 @@ def cmd_calibrate(args) -> int:
 
 
 def cmd_cleanup(args) -> int:
-    import os
     if os.geteuid() != 0:
         _err("cleanup needs root (it kills fabric's processes and deletes its links)")
         return EXIT_HOST
@@ -179,6 +179,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted; everything the run made was removed")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:   # `fabric plan ... | head`: the reader left; that is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

@@ -38,9 +38,9 @@ def table(doc: dict) -> str:
             lines.append("#" + "".join(f"{unit:>{w}}" for _, unit, w in _COLS)[1:])
         t, p = r["time_us"], r["projected"]
         cells = [r["bytes"], r["count"], r["type"], f"{t['p50']:.1f}", f"{t['p99']:.1f}",
-                 f"{r['algbw_GBps']:.4f}", f"{r['busbw_GBps']:.4f}", f"{r['link_GBps']:.4f}",
+                 _g(r["algbw_GBps"]), _g(r["busbw_GBps"]), _g(r["link_GBps"]),
                  f"{r['bus_efficiency']:.2f}", f"{r['model_time_us']:.1f}", f"{r['measured_over_model']:.2f}",
-                 f"{p['time_us']:.2f}", f"{p['algbw_GBps']:.2f}", f"{p['busbw_GBps']:.2f}",
+                 _t(p["time_us"]), _g(p["algbw_GBps"]), _g(p["busbw_GBps"]),
                  "ok" if r["correct"] else "WRONG"]
         lines.append("".join(f"{str(c):>{w}}" for c, (_, _, w) in zip(cells, _COLS)))
     wrong = sum(not r["correct"] for r in doc["results"])
@@ -48,3 +48,12 @@ def table(doc: dict) -> str:
     lines.append(f"# results: {len(doc['results'])} op/size pairs, {wrong} wrong"
                  + (f", {late} late rank starts (times include the lateness)" if late else ""))
     return "\n".join(lines)
+
+
+def _g(x: float) -> str:
+    """Four significant digits: emulated bandwidths are small, projected ones large."""
+    return f"{x:.4g}"
+
+
+def _t(us: float) -> str:
+    return f"{us:.1f}" if us >= 100 else f"{us:.4g}"

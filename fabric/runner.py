@@ -1,6 +1,7 @@
 """One run, end to end: profile -> plan -> emulation -> ranks -> results (-> report, by the CLI)."""
 from __future__ import annotations
 
+import os
 import secrets
 import signal
 import tempfile
@@ -102,25 +103,37 @@ def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None
     return doc
 
 
+_MAIN_PID = os.getpid()
+
+
 def _interrupt(signum, frame):
+    # pyroute2 forks helpers (to enter namespaces) that inherit this handler and are ended
+    # with SIGTERM: they must just exit, only the fabric process itself unwinds and cleans up.
+    if os.getpid() != _MAIN_PID:
+        os._exit(128 + signum)
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+CALIBRATION_RANKS = 4   # enough ranks to share the CPU the way real runs do
+
+
 def calibrate(log=print) -> scale.Calibration:
-    """Measure this host's software overhead and capacity with a real 2-rank run, unshaped."""
+    """Measure this host's software overhead and capacity with a real run on an unshaped link."""
+    n = CALIBRATION_RANKS
     profile = parse({
-        "name": "calibration", "description": "two ranks on an effectively unshaped link",
+        "name": "calibration", "description": f"{n} ranks on an effectively unshaped link",
         "scale": 1, "links": {"unshaped": {"rate": "100Gbit/s"}},
-        "topology": {"kind": "flat", "ranks": 2, "link": "unshaped"},
-        "workload": [{"op": "sendrecv", "bytes": 4, "iters": 200, "warmup": 20},
+        "topology": {"kind": "flat", "ranks": n, "link": "unshaped"},
+        "workload": [{"op": "all_reduce", "bytes": "4KiB", "iters": 100, "warmup": 10},
                      {"op": "sendrecv", "bytes": "16MiB", "iters": 8, "warmup": 2}],
     }, "<calibration>")
-    log("fabric: calibrating this host (once; cached): 2 ranks, unshaped link")
+    log(f"fabric: calibrating this host (once; cached): {n} ranks, unshaped link")
     doc = execute(profile, 1.0, "none", log=lambda *_: None)
     small, large = doc["results"]
-    cal = scale.measured(overhead_s=small["time_us"]["p50"] * 1e-6,
-                         capacity_bps=2 * large["algbw_GBps"] * 8e9)
+    steps = len(COLLECTIVES["all_reduce"].schedule(n, small["bytes"], None))
+    cal = scale.measured(overhead_s=small["time_us"]["p50"] * 1e-6 / steps,
+                         capacity_bps=n * large["algbw_GBps"] * 8e9)
     scale.store(cal)
-    log(f"fabric: host overhead {cal.overhead_s * 1e6:.0f} us per message, capacity "
+    log(f"fabric: host overhead {cal.overhead_s * 1e6:.0f} us per step, capacity "
         f"{cal.capacity_bps / 1e9:.2f} Gbit/s")
     return cal

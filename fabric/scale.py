@@ -6,7 +6,7 @@
     sets the rate), and
   * the host's software overhead per message stays at most LATENCY_SHARE of the smallest
     emulated latency (so the emulated latency, not gloo and Python, dominates small messages).
-The host figures come from a calibration: a real 2-rank run over an unshaped link, measured
+The host figures come from a calibration: a real 4-rank run over an unshaped link, measured
 once and cached per kernel and CPU count (`fabric calibrate` re-measures).
 """
 from __future__ import annotations
@@ -27,8 +27,8 @@ LATENCY_SHARE = 0.10
 
 @dataclass(frozen=True)
 class Calibration:
-    overhead_s: float        # p50 of a 4-byte sendrecv step between two ranks, unshaped
-    capacity_bps: float      # traffic two ranks move at once, unshaped (sum of both directions)
+    overhead_s: float        # software time per collective step: 4 KiB all-reduce p50 / its steps, 4 ranks, unshaped
+    capacity_bps: float      # traffic 4 ranks move at once, unshaped (sum over the ranks' sends)
     method: str
     key: str = ""
 

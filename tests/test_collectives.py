@@ -5,7 +5,6 @@ import pytest
 
 from collectives import COLLECTIVES
 from collectives.all_to_all import split_matrix
-from collectives.broadcast import binomial_tree
 
 SPEC = SimpleNamespace(splits="even", root=0)
 
@@ -34,20 +33,17 @@ def test_bytes_each_rank_sends(n):
         return sum(b for step in COLLECTIVES[op].schedule(n, S, SPEC) for src, _, b in step if src == rank)
     assert sent("all_reduce", 0) == 2 * (n - 1) * S // n
     assert sent("all_gather", 1) == (n - 1) * S // n
+    assert sent("reduce_scatter", 1) == 2 * (n - 1) * S // n     # gloo: a full all-reduce
     assert sent("all_to_all", 0) == (n - 1) * S // n
     assert sent("sendrecv", n - 1) == S
 
 
-@pytest.mark.parametrize("n,root", [(2, 0), (5, 2), (8, 0), (13, 7)])
-def test_binomial_tree_reaches_every_rank_once(n, root):
-    steps = binomial_tree(n, root, 100)
-    receivers = [dst for step in steps for _, dst, _ in step]
-    assert sorted(receivers) == sorted(set(range(n)) - {root})
-    assert len(steps) == max(1, (n - 1).bit_length())
-    have = {root}
-    for step in steps:
-        assert all(src in have for src, _, _ in step)
-        have |= {dst for _, dst, _ in step}
+@pytest.mark.parametrize("n,root", [(2, 0), (5, 2), (8, 0)])
+def test_broadcast_root_sends_to_every_rank_once(n, root):
+    steps = COLLECTIVES["broadcast"].schedule(n, 100, SimpleNamespace(root=root))
+    assert len(steps) == 1
+    assert sorted(d for _, d, _ in steps[0]) == sorted(set(range(n)) - {root})
+    assert all(s == root for s, _, _ in steps[0])
 
 
 @pytest.mark.parametrize("n", [2, 3, 4, 8])

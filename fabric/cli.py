@@ -101,6 +101,7 @@ def cmd_plan(args) -> int:
 
 def cmd_run(args) -> int:
     from fabric import report, results
+    from fabric.emulation import EmulationError
     from fabric.ranks import RankError
     from fabric.runner import HostUnfit, check_host, execute
     profile = load(args.profile)
@@ -119,6 +120,9 @@ def cmd_run(args) -> int:
     except RankError as exc:
         _err(f"run failed: {exc}")
         return EXIT_FAILED
+    except EmulationError as exc:
+        _err(f"cannot build the emulation: {exc}")
+        return EXIT_HOST
     doc["scale_reason"] = choice.reason
     results.write(out, doc)
     print(report.table(doc))

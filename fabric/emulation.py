@@ -38,6 +38,10 @@ def _mininet():
             params["inNamespace"] = True
             super().__init__(name, **params)
 
+        @classmethod
+        def setup(cls):  # LinuxBridge.setup exits the process when brctl is missing; netlink needs no brctl
+            pass
+
         def start(self, _controllers):  # pragma: no cover - configured by Emulation instead
             pass
 
@@ -60,6 +64,9 @@ class Emulation:
     def __enter__(self) -> Emulation:
         try:
             self.start()
+        except SystemExit:   # Mininet prints an error and calls exit(); make it ours
+            self.stop()
+            raise EmulationError("Mininet could not build the topology (its message is above)") from None
         except BaseException:
             self.stop()
             raise

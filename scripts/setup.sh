@@ -29,8 +29,13 @@ fi
 stamp=.venv/.fabric-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   echo "setup: installing fabric and its Python packages into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0" numpy
-  .venv/bin/pip install -q --disable-pip-version-check -e ".[test]"
+  log=.venv/pip-install.log
+  if ! { .venv/bin/pip install --disable-pip-version-check "torch==2.13.0" numpy &&
+         .venv/bin/pip install --disable-pip-version-check -e ".[test]"; } >"$log" 2>&1; then
+    tail -20 "$log" >&2
+    echo "setup: pip install failed (full log: $log)" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
 

@@ -13,7 +13,7 @@ import os
 import subprocess
 
 from fabric import cleanup, netem
-from fabric.plan import MTU, PREFIX_LEN, Band, Plan, Shaper
+from fabric.plan import MTU, NODE_SETUP, PREFIX_LEN, Band, Plan, Shaper
 
 
 class EmulationError(RuntimeError):
@@ -102,18 +102,16 @@ class Emulation:
 
     def _configure(self, node) -> None:
         shell = self.nodes[node.name]
-        # per-namespace sysctls: no IPv6 chatter on shaped links, no netfilter on bridged frames
-        shell.cmd("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1;"
-                  " for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e $f ] && echo 0 > $f; done")
+        shell.cmd(NODE_SETUP)   # sysctls of this node's own namespace only
         ports = [l.a_intf for l in self.plan.links if l.a_node == node.name] + \
                 [l.b_intf for l in self.plan.links if l.b_node == node.name]
         with self._ipr(node.name) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            ipr.link("set", index=_index(ipr, "lo", node.name), state="up")
             if node.kind == "switch":
                 ipr.link("add", ifname=node.name, kind="bridge")
-                bridge = ipr.link_lookup(ifname=node.name)[0]
+                bridge = _index(ipr, node.name, node.name)
             for intf in ports:
-                idx = ipr.link_lookup(ifname=intf)[0]
+                idx = _index(ipr, intf, node.name)
                 ipr.link("set", index=idx, mtu=MTU)
                 if node.kind == "switch":
                     ipr.link("set", index=idx, master=bridge)
@@ -121,7 +119,7 @@ class Emulation:
             if node.kind == "switch":
                 ipr.link("set", index=bridge, mtu=MTU, state="up")
             else:
-                idx = ipr.link_lookup(ifname=self.plan.host_intf(node.rank))[0]
+                idx = _index(ipr, self.plan.host_intf(node.rank), node.name)
                 ipr.addr("add", index=idx, address=node.ip, prefixlen=PREFIX_LEN)
             for shaper in self.plan.shapers.values():
                 if shaper.node == node.name:
@@ -129,7 +127,7 @@ class Emulation:
 
     def _shape(self, ipr, s: Shaper) -> None:
         from pyroute2.netlink.exceptions import NetlinkError
-        idx = ipr.link_lookup(ifname=s.intf)[0]
+        idx = _index(ipr, s.intf, s.node)
         htb = dict(ceil=_bytes_per_s(s.rate_bps), burst=s.burst, cburst=s.burst, quantum=s.quantum)
         try:
             ipr.tc("add", "htb", index=idx, handle=0x10000, default=s.default_minor)
@@ -164,7 +162,7 @@ class Emulation:
     def tc_bytes(self, node_name: str, intf: str) -> int:
         """Bytes the root HTB qdisc of node:intf has sent."""
         with self._ipr(node_name) as ipr:
-            idx = ipr.link_lookup(ifname=intf)[0]
+            idx = _index(ipr, intf, node_name)
             for q in ipr.get_qdiscs(index=idx):
                 if q.get("parent") == 0xFFFFFFFF:
                     return q.get(("TCA_STATS2", "TCA_STATS_BASIC"))["bytes"]
@@ -187,6 +185,13 @@ class Emulation:
                 pass
         self.net = None
         self.nodes.clear()
+
+
+def _index(ipr, ifname: str, node: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise EmulationError(f"interface {ifname} is missing in {node}")
+    return found[0]
 
 
 def _bytes_per_s(bits_per_s: float) -> int:

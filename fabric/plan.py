@@ -32,6 +32,9 @@ MTU = 9000                     # jumbo frames: fewer packets per byte for the ho
 FRAME = MTU + 14               # what HTB counts per full packet (Ethernet header, no FCS)
 QUANTUM_MAX = 200_000          # above this HTB warns "quantum is big"
 NETEM_MIN_LIMIT = 1000         # netem's own default queue length, in packets
+# Run in every node's own namespace: no IPv6 chatter on shaped links, no netfilter on bridged frames.
+NODE_SETUP = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1; "
+              "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e $f ] && echo 0 > $f; done")
 
 
 @dataclass(frozen=True)
@@ -149,7 +152,7 @@ class Plan:
     # ---- the exact commands ---------------------------------------------------------
     def commands(self) -> list[str]:
         """What the emulation applies, as Mininet-CLI-style lines: `<node> <command>`."""
-        lines = []
+        lines = [f"{node.name} {NODE_SETUP}" for node in self.nodes]
         for link in self.links:
             lines.append(f"{link.a_node} ip link add name {link.a_intf} mtu {MTU} type veth "
                          f"peer name {link.b_intf} mtu {MTU} netns <{link.b_node}>")

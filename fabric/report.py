@@ -5,10 +5,10 @@ from __future__ import annotations
 from collectives import COLLECTIVES
 from fabric.units import fmt_rate, fmt_time
 
-_COLS = [("size", "(B)", 12), ("count", "(elements)", 12), ("type", "", 9), ("time", "(us)", 11),
-         ("p99", "(us)", 11), ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("link", "(GB/s)", 9),
-         ("busEff", "", 7), ("model", "(us)", 11), ("meas/", "model", 7), ("real:time", "(us)", 11),
-         ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("check", "", 7)]
+_COLS = [("size", "(B)", 11), ("count", "(elements)", 10), ("type", "", 7), ("time", "(us)", 10),
+         ("p99", "(us)", 10), ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("link", "(GB/s)", 9),
+         ("busEff", "", 6), ("model", "(us)", 10), ("meas/", "model", 6), ("real:time", "(us)", 10),
+         ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("check", "", 5)]
 
 
 def header(doc: dict) -> list[str]:
@@ -34,15 +34,15 @@ def table(doc: dict) -> str:
             current = r["op"]
             lines.append("#")
             lines.append(f"# {current}: {COLLECTIVES[current].algorithm}")
-            lines.append("#" + "".join(f"{name:>{w}}" for name, _, w in _COLS)[1:])
-            lines.append("#" + "".join(f"{unit:>{w}}" for _, unit, w in _COLS)[1:])
+            lines.append("#" + " ".join(f"{name:>{w}}" for name, _, w in _COLS)[1:])
+            lines.append("#" + " ".join(f"{unit:>{w}}" for _, unit, w in _COLS)[1:])
         t, p = r["time_us"], r["projected"]
         cells = [r["bytes"], r["count"], r["type"], f"{t['p50']:.1f}", f"{t['p99']:.1f}",
                  _g(r["algbw_GBps"]), _g(r["busbw_GBps"]), _g(r["link_GBps"]),
                  f"{r['bus_efficiency']:.2f}", f"{r['model_time_us']:.1f}", f"{r['measured_over_model']:.2f}",
                  _t(p["time_us"]), _g(p["algbw_GBps"]), _g(p["busbw_GBps"]),
                  "ok" if r["correct"] else "WRONG"]
-        lines.append("".join(f"{str(c):>{w}}" for c, (_, _, w) in zip(cells, _COLS)))
+        lines.append(" ".join(f"{str(c):>{w}}" for c, (_, _, w) in zip(cells, _COLS)))
     wrong = sum(not r["correct"] for r in doc["results"])
     late = sum(r["late_starts"] for r in doc["results"])
     lines.append(f"# results: {len(doc['results'])} op/size pairs, {wrong} wrong"

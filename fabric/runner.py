@@ -71,7 +71,7 @@ def check_host(profile: Profile) -> str:
             impaired = [l for l in profile.used_links() if profile.link(l).impaired]
             raise HostUnfit(
                 f"{profile.source}: links {', '.join(impaired)} need netem (latency/jitter/loss) but this "
-                f"kernel has no sch_netem; run on a kernel with netem (e.g. the Vagrant VM), or set their "
+                f"kernel has no sch_netem; run on a kernel with netem (stock Ubuntu and Debian kernels have it), or set their "
                 f"latency, jitter and loss to 0 to measure bandwidth only")
         return "native"
     return "none"

@@ -32,8 +32,12 @@ MTU = 9000                     # jumbo frames: fewer packets per byte for the ho
 FRAME = MTU + 14               # what HTB counts per full packet (Ethernet header, no FCS)
 QUANTUM_MAX = 200_000          # above this HTB warns "quantum is big"
 NETEM_MIN_LIMIT = 1000         # netem's own default queue length, in packets
-# Run in every node's own namespace: no IPv6 chatter on shaped links, no netfilter on bridged frames.
-NODE_SETUP = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1; "
+# Run in every node's own namespace: no IPv6 chatter on shaped links, no netfilter on bridged frames,
+# and TCP is not what limits a transfer: it keeps its window between iterations (no slow start
+# after idle) and starts with socket buffers that cover an emulated bandwidth-delay product.
+NODE_SETUP = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 "
+              "net.ipv4.tcp_slow_start_after_idle=0 "
+              "net.ipv4.tcp_rmem='4096 4194304 33554432' net.ipv4.tcp_wmem='4096 4194304 33554432'; "
               "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e $f ] && echo 0 > $f; done")
 
 

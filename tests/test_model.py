@@ -23,8 +23,9 @@ def test_ring_all_reduce_formula(n):
     S = 8 * 2**20
     t = predict(plan, COLLECTIVES["all_reduce"].schedule(n, S, EVEN))
     alpha, beta = 1e-3, 1e9 / 8
-    assert t.time_s == pytest.approx(2 * (n - 1) * (alpha + S / n / beta))
-    assert t.bottleneck_bps == 1e9 and t.latency_s == pytest.approx(2 * (n - 1) * alpha)
+    # gloo's α per step is a round trip: the receiver's "ready" goes back, then the data goes out
+    assert t.time_s == pytest.approx(2 * (n - 1) * (2 * alpha + S / n / beta))
+    assert t.bottleneck_bps == 1e9 and t.latency_s == pytest.approx(2 * (n - 1) * 2 * alpha)
 
 
 @pytest.mark.parametrize("op", ["all_reduce", "all_gather", "all_to_all", "sendrecv"])
@@ -56,8 +57,8 @@ def test_two_tier_all_to_all_is_bound_by_the_shared_uplink():
     uplink = 400e9 / 1000
     # each domain sends 4 ranks x 4 remote peers x S/8 over its uplink
     assert pred.bottleneck_bps == pytest.approx(uplink)
-    # α: the longest path in the step is an intra-domain one (2 us x 1000)
-    assert pred.time_s == pytest.approx(2e-3 + 2 * S / (uplink / 8))
+    # α: the longest round trip in the step is an intra-domain one (2 x 2 us x 1000)
+    assert pred.time_s == pytest.approx(4e-3 + 2 * S / (uplink / 8))
 
 
 def test_ring_crossing_domains_pays_the_uplink():

@@ -1,33 +1,19 @@
 """One rank: join the gloo group, run the workload, write this rank's times.
 
-Started by fabric.ranks inside the rank's host namespace, one process per rank:
-  python -m collectives.rank JOB.json --fabric-run fab<id>
-JOB.json: {rank, world, master, port, timeout_s, margin_s, out, ops: [{op, bytes, iters,
+fabric.ranks forks one process per rank into the rank's host namespace and calls run_job(job)
+with job = {rank, world, master, port, timeout_s, margin_s, out, ops: [{op, bytes, iters,
 warmup, splits, root}]}.  Every iteration starts at one instant agreed by all ranks (they
 share the host's monotonic clock), so each rank's time is measured from the same start.
 """
 from __future__ import annotations
 
-import ctypes
 import json
-import signal
 import sys
 import time
 from datetime import timedelta
 from types import SimpleNamespace
 
 from collectives import COLLECTIVES
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent() -> None:
-    """A rank never outlives the fabric process that started it."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
-
 
 def agree_start(torch, dist, margin_s: float) -> float:
     """The latest of every rank's now + margin: a start all ranks can still make."""
@@ -73,9 +59,8 @@ def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float) -> tup
     return record, margin_s
 
 
-def main(argv: list[str]) -> int:
-    die_with_parent()
-    job = json.loads(open(argv[0]).read())
+def run_job(job: dict) -> None:
+    """The whole life of one rank; raises on any failure (the caller turns that into an exit code)."""
     import torch
     import torch.distributed as dist
     torch.set_num_threads(1)
@@ -89,8 +74,7 @@ def main(argv: list[str]) -> int:
     dist.destroy_process_group()
     with open(job["out"], "w") as f:
         json.dump({"rank": job["rank"], "results": results}, f)
-    return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+if __name__ == "__main__":   # by hand: python -m collectives.rank JOB.json (in the right namespace)
+    run_job(json.loads(open(sys.argv[1]).read()))

@@ -1,7 +1,7 @@
 """Find and remove what fabric runs left behind — only fabric's own objects.
 
 Every node of a run is a Mininet shell whose command line carries `mininet:fab<id>...`;
-every rank carries `--fabric-run fab<id>`.  A run's namespaces are the network namespaces
+every rank is named fab<id>r<rank> (/proc/PID/comm).  A run's namespaces are the network namespaces
 those processes are in; killing every process in them frees the namespaces, and with them
 every veth, bridge and qdisc the run made.  Nothing in the root namespace is fabric's, but a
 link named fab<4 hex><letter> there (a crash mid-creation) is removed too.
@@ -14,13 +14,21 @@ import signal
 import time
 from pathlib import Path
 
-OWN = re.compile(r"(?:mininet:|--fabric-run\x00)(fab[0-9a-f]{4})")
+OWN = re.compile(r"mininet:(fab[0-9a-f]{4})")     # a node's shell: bash ... mininet:fab1a2bh0
+RANK = re.compile(r"^(fab[0-9a-f]{4})r\d+$")        # a rank's /proc/PID/comm: fab1a2br3
 OWN_LINK = re.compile(r"^fab[0-9a-f]{4}[a-z]")
 
 
 def _cmdline(pid: str) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
     except OSError:
         return ""
 
@@ -34,16 +42,18 @@ def _netns(pid: str) -> str | None:
 
 def leftovers(prefix: str | None = None) -> dict[str, list[int]]:
     """{'fab1a2b': [pids...]}: processes of fabric runs (all runs, or the one with `prefix`),
-    including any other process that entered one of their namespaces."""
-    pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    including any other process that entered one of their namespaces.  Zombies are left out:
+    they hold no namespace, and only their parent (or init) can collect them."""
+    pids = [p for p in os.listdir("/proc") if p.isdigit() and not _zombie(int(p))]
     runs: dict[str, set[int]] = {}
     spaces: dict[str, str] = {}
     for pid in pids:
-        m = OWN.search(_cmdline(pid))
+        shell = OWN.search(_cmdline(pid))
+        m = shell or RANK.match(_comm(pid))
         if m and (prefix is None or m.group(1) == prefix):
             runs.setdefault(m.group(1), set()).add(int(pid))
             ns = _netns(pid)
-            if ns and ns != _netns("1") and m.group(0).startswith("mininet:"):
+            if shell and ns and ns != _netns("1"):
                 spaces[ns] = m.group(1)
     for pid in pids:
         run = spaces.get(_netns(pid) or "")

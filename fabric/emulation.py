@@ -9,11 +9,16 @@ shells exit with it and `fabric cleanup` removes what is left (fabric.cleanup).
 """
 from __future__ import annotations
 
+import ctypes
 import os
-import subprocess
+import signal
 
 from fabric import cleanup, netem
 from fabric.plan import MTU, NODE_SETUP, PREFIX_LEN, Band, Plan, Shaper
+
+
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 
 
 class EmulationError(RuntimeError):
@@ -59,7 +64,7 @@ class Emulation:
         self.plan = plan
         self.net = None
         self.nodes = {}
-        self.procs: list[subprocess.Popen] = []
+        self.pids: list[int] = []
 
     def __enter__(self) -> Emulation:
         try:
@@ -152,12 +157,40 @@ class Emulation:
             ipr.tc("add", "pfifo", index=idx, handle=handle, parent=parent, limit=b.limit)
 
     # ---- using ----------------------------------------------------------------------
-    def popen(self, rank: int, argv: list[str], env: dict, **kwargs) -> subprocess.Popen:
-        """Start a process in rank's host namespace; stop() kills it."""
-        host = self.nodes[self.plan.hosts[rank].name]
-        proc = host.popen(argv, env=env, **kwargs)
-        self.procs.append(proc)
-        return proc
+    def fork(self, rank: int, body, name: str) -> int:
+        """Fork a child into rank's host namespace that runs body() and exits with its return
+        value; it is called `name` (/proc/PID/comm) and dies with this process."""
+        ns = os.open(self.netns(self.plan.hosts[rank].name), os.O_RDONLY)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child
+            code = 1
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+                libc.prctl(PR_SET_NAME, name.encode()[:15])
+                if libc.setns(ns, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns failed")
+                os.close(ns)
+                code = body()
+            finally:
+                os._exit(code)
+        os.close(ns)
+        self.pids.append(pid)
+        return pid
+
+    def reap(self, pids: list[int]) -> None:
+        """Kill and collect children that are still there (after a failure or a timeout)."""
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+            if pid in self.pids:
+                self.pids.remove(pid)
 
     def tc_bytes(self, node_name: str, intf: str) -> int:
         """Bytes the root HTB qdisc of node:intf has sent."""
@@ -172,12 +205,7 @@ class Emulation:
     def stop(self) -> None:
         """Kill every process in the run's namespaces (ranks and strays), then the node shells."""
         cleanup.remove(self.plan.prefix)
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        self.procs.clear()
+        self.reap(list(self.pids))
         for node in self.nodes.values():
             try:
                 node.terminate()   # closes Mininet's pty; interfaces and bridges went with the namespace

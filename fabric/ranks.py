@@ -1,16 +1,21 @@
-"""Start one rank process per host, wait for all of them, bounded, and read their times."""
+"""Start one rank process per host, wait for all of them, bounded, and read their times.
+
+The ranks are forked from this process after it imported torch once: on a slow CPU (a
+software-emulated microVM) importing torch costs tens of seconds per process, so eight ranks
+importing it each would cost minutes.  Each child enters its host's network namespace, names
+itself fab<id>r<rank> (visible in /proc/PID/comm), and dies with its parent.
+"""
 from __future__ import annotations
 
 import json
 import os
-import sys
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
 from fabric.emulation import Emulation
 
-PROJECT = Path(__file__).resolve().parent.parent
 PORT = 29500        # every run has its own namespaces, so runs never share this port
 
 
@@ -31,29 +36,23 @@ class RankResult:
 def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_timeout_s: float,
         margin_s: float) -> list[RankResult]:
     """Run `jobs` (the same op list for every rank) and return every rank's results."""
+    import torch  # noqa: F401  (imported once here, inherited by every forked rank)
+    import torch.distributed  # noqa: F401
+    from collectives import rank as rank_main
     plan = emu.plan
-    n = plan.ranks
-    master = plan.hosts[0].ip
     workdir.mkdir(parents=True, exist_ok=True)
-    procs, logs = [], []
-    for host in plan.hosts:
-        job = {"rank": host.rank, "world": n, "master": master, "port": PORT, "timeout_s": op_timeout_s,
-               "margin_s": margin_s, "out": str(workdir / f"rank{host.rank}.json"), "ops": jobs}
-        job_path = workdir / f"rank{host.rank}.job.json"
-        job_path.write_text(json.dumps(job))
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
-               "PYTHONPATH": str(PROJECT), "GLOO_SOCKET_IFNAME": plan.host_intf(host.rank),
-               "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-        log = open(workdir / f"rank{host.rank}.log", "wb")
-        logs.append(log)
-        procs.append(emu.popen(host.rank, [sys.executable, "-m", "collectives.rank", str(job_path),
-                                           "--fabric-run", plan.prefix],
-                               env=env, stdout=log, stderr=log, cwd=str(PROJECT)))
+    pids = {}
     try:
-        _wait(procs, workdir, timeout_s)
+        for host in plan.hosts:
+            job = {"rank": host.rank, "world": plan.ranks, "master": plan.hosts[0].ip, "port": PORT,
+                   "timeout_s": op_timeout_s, "margin_s": margin_s, "ops": jobs,
+                   "out": str(workdir / f"rank{host.rank}.json")}
+            env = {"GLOO_SOCKET_IFNAME": plan.host_intf(host.rank), "OMP_NUM_THREADS": "1"}
+            pids[emu.fork(host.rank, _child(rank_main.run_job, job, env, workdir / f"rank{host.rank}.log"),
+                          name=f"{plan.prefix}r{host.rank}")] = host.rank
+        _wait(pids, workdir, timeout_s)
     finally:
-        for log in logs:
-            log.close()
+        emu.reap(list(pids))
     out = []
     for host in plan.hosts:
         data = json.loads((workdir / f"rank{host.rank}.json").read_text())
@@ -62,19 +61,36 @@ def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_ti
     return out
 
 
-def _wait(procs, workdir: Path, timeout_s: float) -> None:
+def _child(fn, job: dict, env: dict, log: Path):
+    def body() -> int:
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.environ.update(env)
+        try:
+            fn(job)
+            return 0
+        except BaseException:
+            traceback.print_exc()
+            return 1
+    return body
+
+
+def _wait(pids: dict[int, int], workdir: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
-    while True:
-        codes = [p.poll() for p in procs]
-        failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
-        if failed:
-            r = failed[0]
-            raise RankError(f"rank {r} exited with code {codes[r]}: {_tail(workdir / f'rank{r}.log')}")
-        if all(c == 0 for c in codes):
-            return
-        if time.monotonic() > deadline:
-            late = [r for r, c in enumerate(codes) if c is None]
-            raise RankError(f"ranks {late} still running after {timeout_s:.0f} s (the run's time limit)")
+    running = dict(pids)
+    while running:
+        for pid in list(running):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if not done:
+                continue
+            r = running.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                raise RankError(f"rank {r} exited with code {code}: {_tail(workdir / f'rank{r}.log')}")
+        if running and time.monotonic() > deadline:
+            raise RankError(f"ranks {sorted(running.values())} still running after {timeout_s:.0f} s "
+                            f"(the run's time limit)")
         time.sleep(0.05)
 
 

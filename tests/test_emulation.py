@@ -104,7 +104,7 @@ def _wait_for_ranks(count, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pids = [p for run in cleanup.leftovers().values() for p in run
-                if "collectives.rank" in open(f"/proc/{p}/cmdline").read()]
+                if cleanup.RANK.match(cleanup._comm(str(p)))]
         if len(pids) >= count:
             return pids
         time.sleep(0.2)

@@ -15,6 +15,7 @@ from fabric import cleanup, host, scale
 from fabric.profile import ProfileError, load
 
 EXIT_FAILED, EXIT_INPUT, EXIT_HOST, EXIT_INTERRUPTED = 1, 2, 3, 130
+VM_RUN_LIMIT_S = 3600   # the run inside bounds itself; this only guards against a hung VM
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,7 +101,7 @@ def cmd_plan(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from fabric import report, results
+    from fabric import microvm, report, results
     from fabric.emulation import EmulationError
     from fabric.ranks import RankError
     from fabric.runner import HostUnfit, check_host, execute
@@ -108,6 +109,12 @@ def cmd_run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ProfileError(str(out), "--out", "expected a directory (it is a file)")
+    vm = microvm.inside()
+    if vm:
+        print(f"{microvm.READY} (kernel {vm['kernel']}, {'KVM' if vm['kvm'] else 'software emulation'})",
+              file=sys.stderr, flush=True)
+    elif args.vm == "always" or (args.vm == "auto" and profile.impaired and not host.netem_available()):
+        return _run_in_microvm(profile, args, out)
     try:
         netem = check_host(profile)
         choice = _choose(profile, args, calibrate_if_missing=True)
@@ -116,7 +123,7 @@ def cmd_run(args) -> int:
         return EXIT_HOST
     print(f"fabric: scale k = {choice.k:g} ({choice.reason})", file=sys.stderr)
     try:
-        doc = execute(profile, choice.k, netem, log=lambda m: print(m, file=sys.stderr))
+        doc = execute(profile, choice.k, "microvm" if vm else netem, log=lambda m: print(m, file=sys.stderr))
     except RankError as exc:
         _err(f"run failed: {exc}")
         return EXIT_FAILED
@@ -124,6 +131,8 @@ def cmd_run(args) -> int:
         _err(f"cannot build the emulation: {exc}")
         return EXIT_HOST
     doc["scale_reason"] = choice.reason
+    if vm:
+        doc["emulation"].update(kernel=vm["kernel"], kvm=vm["kvm"])
     results.write(out, doc)
     print(report.table(doc))
     print(f"fabric: wrote {out / 'results.json'} and {out / 'results.csv'}", file=sys.stderr)
@@ -131,6 +140,36 @@ def cmd_run(args) -> int:
         _err("some results were WRONG (see the check column)")
         return EXIT_FAILED
     return 0
+
+
+def _run_in_microvm(profile, args, out: Path) -> int:
+    """Run this same command inside fabric's microVM (fabric.microvm) and return its exit code."""
+    from fabric import microvm
+    from fabric.runner import HostUnfit, check_host_tools
+    why = ("--vm always" if args.vm == "always" else
+           f"{profile.source} needs netem (latency/jitter/loss) and this kernel has no sch_netem")
+    try:
+        check_host_tools()
+    except HostUnfit as exc:
+        _err(str(exc))
+        return EXIT_HOST
+    lacking = microvm.missing()
+    if lacking:
+        _err(f"{why}, and the microVM path needs: {'; '.join(lacking)} (make demo installs them)")
+        return EXIT_HOST
+    inner = [sys.executable, "-m", "fabric.cli", "run", str(Path(args.profile).resolve()),
+             "--out", str(out.resolve()), "--vm", "never"] + (["--scale", str(args.scale)] if args.scale else [])
+    try:
+        info = microvm.host_info()
+        release = microvm.kernel()[1]
+        print(f"fabric: {why}: running inside a microVM (kernel {release}, "
+              f"{'KVM' if info.kvm else 'software emulation: KVM unavailable or hanging'})", file=sys.stderr,
+              flush=True)
+        biggest = max(size for op in profile.workload for size in op.sizes)
+        return microvm.run(inner, out, profile.topology.ranks, biggest, timeout_s=VM_RUN_LIMIT_S)
+    except microvm.MicroVMError as exc:
+        _err(str(exc))
+        return EXIT_HOST
 
 
 def cmd_calibrate(args) -> int:
@@ -167,6 +206,9 @@ def parser() -> argparse.ArgumentParser:
         sp.set_defaults(fn=fn)
         if name == "run":
             sp.add_argument("--out", default="runs/latest", help="folder for results.json and results.csv")
+            sp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
+                            help="run inside a microVM with netem: auto = when the profile needs netem "
+                                 "and this kernel lacks it (default)")
     sub.add_parser("calibrate", help="measure this host's overhead and capacity (cached)").set_defaults(
         fn=cmd_calibrate)
     sub.add_parser("cleanup", help="remove what crashed fabric runs left").set_defaults(fn=cmd_cleanup)

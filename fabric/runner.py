@@ -61,17 +61,22 @@ def sizing(plan: Plan, job_list: list[dict], spec_of: dict) -> Sizing:
     return Sizing(margin, op_timeout_s=30 + 20 * longest, run_timeout_s=120 + total)
 
 
-def check_host(profile: Profile) -> str:
-    """'native' or 'none' (netem use); raises HostUnfit when this host cannot run the profile."""
+def check_host_tools() -> None:
+    """Root, namespaces, veth, bridge, htb, Mininet, pyroute2, torch: or HostUnfit naming the fix."""
     missing = host.can_run()
     if missing:
         raise HostUnfit("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
+
+
+def check_host(profile: Profile) -> str:
+    """'native' or 'none' (netem use); raises HostUnfit when this host cannot run the profile."""
+    check_host_tools()
     if profile.impaired:
         if not host.netem_available():
             impaired = [l for l in profile.used_links() if profile.link(l).impaired]
             raise HostUnfit(
                 f"{profile.source}: links {', '.join(impaired)} need netem (latency/jitter/loss) but this "
-                f"kernel has no sch_netem; run on a kernel with netem (stock Ubuntu and Debian kernels have it), or set their "
+                f"kernel has no sch_netem; use --vm auto (a microVM with netem), a kernel with netem, or set their "
                 f"latency, jitter and loss to 0 to measure bandwidth only")
         return "native"
     return "none"

@@ -171,7 +171,7 @@ def test_impaired_profile_without_netem_exits_3_naming_the_fix(write_profile):
     if host.netem_available():
         pytest.skip("this kernel has netem")
     path = write_profile(flat(ranks=2, latency="1ms"), "lat.yaml")
-    proc = fabric("run", str(path), timeout=120)
+    proc = fabric("run", str(path), "--vm", "never", timeout=120)
     assert proc.returncode == 3
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "sch_netem" in lines[0] and "lat.yaml" in lines[0]

@@ -1,0 +1,199 @@
+"""The microVM path: real netem where the host kernel has none.
+
+When a profile needs delay, jitter or loss and this kernel has no sch_netem, fabric runs
+itself again inside a microVM: virtme-ng boots the distro's kernel package (Debian's
+linux-image-amd64 ships sch_netem and sch_htb as modules) under QEMU, with the host's root
+filesystem (9p) and the run's output folder and fabric's cache writable, so results.json lands
+where the user asked.  The exit code of the run inside comes back out.
+
+KVM is used only when a short probe boot with it succeeds (on some hosts /dev/kvm exists but a
+KVM boot hangs); otherwise QEMU emulates the CPU in software.  The probe's verdict and the boot
+time are cached per host.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from fabric import scale
+
+BOOT_TIMEOUT_S = 120          # a software-emulated boot takes ~15 s here
+KVM_PROBE_TIMEOUT_S = 15      # a KVM boot takes a few seconds where KVM works
+READY = "fabric: inside the microVM"   # the first line the inner fabric prints
+ENV = "FABRIC_MICROVM"                 # set inside: {"kernel", "kvm"} as JSON
+PACKAGES = "qemu-system-x86 busybox-static linux-image-amd64 (apt) and virtme-ng (pip)"
+
+
+class MicroVMError(RuntimeError):
+    """The microVM path is unavailable or failed to boot (exit code 3)."""
+
+
+@dataclass(frozen=True)
+class Host:
+    kvm: bool
+    boot_s: float | None      # seconds from QEMU start to the inner fabric's first line, last run
+    key: str = ""
+
+
+def inside() -> dict | None:
+    """{kernel, kvm} when this process runs inside fabric's microVM."""
+    raw = os.environ.get(ENV)
+    return json.loads(raw) if raw else None
+
+
+def kernel() -> tuple[str, str] | None:
+    """(image, release) of an installed kernel whose modules include sch_netem."""
+    for image in sorted(glob.glob("/boot/vmlinuz-*"), reverse=True):
+        release = image.split("vmlinuz-", 1)[1]
+        if glob.glob(f"/lib/modules/{release}/kernel/net/sched/sch_netem.ko*"):
+            return image, release
+    return None
+
+
+def vng() -> str | None:
+    here = Path(sys.executable).parent / "vng"
+    return str(here) if here.exists() else shutil.which("vng")
+
+
+def missing() -> list[str]:
+    """What the microVM path lacks on this host (empty: it can be used)."""
+    out = []
+    if kernel() is None:
+        out.append("a kernel package with sch_netem (apt-get install linux-image-amd64)")
+    if shutil.which("qemu-system-x86_64") is None:
+        out.append("QEMU (apt-get install qemu-system-x86)")
+    if vng() is None:
+        out.append("virtme-ng (pip install virtme-ng)")
+    if shutil.which("busybox") is None:
+        out.append("busybox (apt-get install busybox-static)")
+    return out
+
+
+def _cache() -> Path:
+    return scale.cache_path().parent / "microvm.json"
+
+
+def host_info(probe: bool = True) -> Host | None:
+    """Whether KVM works here (probed once with a short boot) and the last boot time; cached."""
+    try:
+        cached = Host(**json.loads(_cache().read_text()))
+        if cached.key == scale.host_key():
+            return cached
+    except (OSError, ValueError, TypeError):
+        pass
+    if not probe:
+        return None
+    kvm = False
+    if os.access("/dev/kvm", os.R_OK | os.W_OK):
+        cmd = command(["true"], True, cpus=1, memory_mb=512, rwdirs=[])
+        kvm = _run(cmd, KVM_PROBE_TIMEOUT_S, quiet=True) == 0
+    return _store(Host(kvm, None, scale.host_key()))
+
+
+def _store(info: Host) -> Host:
+    _cache().parent.mkdir(parents=True, exist_ok=True)
+    _cache().write_text(json.dumps(asdict(info)) + "\n")
+    return info
+
+
+def command(argv: list[str], kvm: bool, cpus: int, memory_mb: int, rwdirs: list[str]) -> list[str]:
+    found = kernel()
+    if found is None or vng() is None:
+        raise MicroVMError("the microVM path needs " + "; ".join(missing()))
+    cmd = [vng(), "--run", found[0], "--force-9p", "--cpus", str(cpus), "--memory", f"{memory_mb}M",
+           "--cwd", os.getcwd()]
+    if not kvm:
+        cmd.append("--disable-kvm")
+    for d in rwdirs:
+        cmd += ["--rwdir", d]
+    env = json.dumps({"kernel": found[1], "kvm": kvm})
+    inner = " ".join(_quote(a) for a in argv)
+    return cmd + ["--exec", f"{ENV}={_quote(env)} exec {inner}"]
+
+
+def _quote(s: str) -> str:
+    import shlex
+    return shlex.quote(s)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"  # vng runs virtme-run
+    return env
+
+
+def _run(cmd: list[str], timeout_s: float, quiet: bool = False, ready_timeout_s: float | None = None,
+         on_ready=None) -> int | None:
+    """Run QEMU (through vng) in its own session; kill the whole session on timeout or Ctrl-C.
+    Returns the exit code, or None on timeout.  With ready_timeout_s, the inner fabric must
+    print READY within that time (the boot); on_ready(seconds) is called when it does."""
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
+                            stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT, env=_env(),
+                            start_new_session=True)
+    deadline = t0 + timeout_s
+    ready_by = t0 + ready_timeout_s if ready_timeout_s else None
+    buf = ""
+
+    def show(data: bytes, final: bool = False) -> None:
+        nonlocal buf, ready_by
+        buf += data.decode(errors="replace")
+        *lines, buf = buf.split("\n")
+        if final and buf:
+            lines, buf = lines + [buf], ""
+        for line in lines:
+            if ready_by is not None and READY in line:
+                ready_by = None
+                if on_ready:
+                    on_ready(time.monotonic() - t0)
+            print(line.rstrip("\r"), flush=True)
+
+    try:
+        while True:
+            if proc.stdout is not None and select.select([proc.stdout], [], [], 0.1)[0]:
+                show(os.read(proc.stdout.fileno(), 65536))
+            elif proc.stdout is None:
+                time.sleep(0.1)
+            if proc.poll() is not None:
+                if proc.stdout is not None:
+                    while data := os.read(proc.stdout.fileno(), 65536):
+                        show(data)
+                    show(b"", final=True)
+                return proc.returncode
+            now = time.monotonic()
+            if ready_by is not None and now > ready_by:
+                raise MicroVMError(f"the microVM did not boot within {BOOT_TIMEOUT_S} s")
+            if now > deadline:
+                return None
+    finally:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def run(argv: list[str], out_dir: Path, ranks: int, max_bytes: int, timeout_s: float) -> int:
+    """Run `argv` (a fabric command line) inside the microVM; return its exit code."""
+    info = host_info()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = scale.cache_path().parent
+    cache.mkdir(parents=True, exist_ok=True)
+    total_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    memory = int(min(total_mb * 3 // 4, 2048 + ranks * (512 + 4 * max_bytes / 2**20)))
+    cmd = command(argv, info.kvm, os.cpu_count() or 1, memory, [str(out_dir.resolve()), str(cache)])
+    code = _run(cmd, BOOT_TIMEOUT_S + timeout_s, ready_timeout_s=BOOT_TIMEOUT_S,
+                on_ready=lambda s: _store(Host(info.kvm, round(s, 1), info.key)))
+    if code is None:
+        raise MicroVMError(f"the run inside the microVM did not finish within {BOOT_TIMEOUT_S + timeout_s:.0f} s")
+    return code

@@ -45,3 +45,22 @@ if [[ ! -e $site/mininet ]]; then
   src=$(/usr/bin/python3 -c 'import mininet, os; print(os.path.dirname(mininet.__file__))')
   ln -s "$src" "$site/mininet"
 fi
+
+# The microVM path (fabric run --vm auto): only where this kernel has no sch_netem.
+if [[ $(id -u) -eq 0 ]] && ! .venv/bin/python -c 'import sys; from fabric import host; sys.exit(0 if host.netem_available() else 1)'; then
+  vm_missing=()
+  for pkg in qemu-system-x86 busybox-static linux-image-amd64; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || vm_missing+=("$pkg")
+  done
+  if ((${#vm_missing[@]})); then
+    echo "setup: this kernel has no sch_netem; installing the microVM path: ${vm_missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${vm_missing[@]}" >/dev/null
+  fi
+  if [[ ! -x .venv/bin/vng ]]; then
+    echo "setup: installing virtme-ng into .venv"
+    .venv/bin/pip install -q --disable-pip-version-check -e ".[microvm]" >.venv/pip-vm.log 2>&1 ||
+      { tail -20 .venv/pip-vm.log >&2; echo "setup: pip install virtme-ng failed" >&2; exit 1; }
+  fi
+fi

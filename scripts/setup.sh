@@ -7,20 +7,25 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(mininet iproute2 ethtool)
 PYTHON=${PYTHON:-python3}
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
+# Install the Debian packages named that are missing (as root); $1 says what they are for.
+ensure_apt() {
+  local why=$1 pkg missing=()
+  shift
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  ((${#missing[@]})) || return 0
   if [[ $(id -u) -ne 0 ]]; then
     echo "setup: missing Debian packages ${missing[*]}; run as root or: sudo apt-get install ${missing[*]}" >&2
     exit 1
   fi
-  echo "setup: installing ${missing[*]}"
+  echo "setup: installing ${missing[*]} ($why)"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+
+ensure_apt "fabric" "${APT_PACKAGES[@]}"
 
 if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"
@@ -48,16 +53,7 @@ fi
 
 # The microVM path (fabric run --vm auto): only where this kernel has no sch_netem.
 if [[ $(id -u) -eq 0 ]] && ! .venv/bin/python -c 'import sys; from fabric import host; sys.exit(0 if host.netem_available() else 1)'; then
-  vm_missing=()
-  for pkg in qemu-system-x86 busybox-static linux-image-amd64; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || vm_missing+=("$pkg")
-  done
-  if ((${#vm_missing[@]})); then
-    echo "setup: this kernel has no sch_netem; installing the microVM path: ${vm_missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${vm_missing[@]}" >/dev/null
-  fi
+  ensure_apt "this kernel has no sch_netem: the microVM path" qemu-system-x86 busybox-static linux-image-amd64
   if [[ ! -x .venv/bin/vng ]]; then
     echo "setup: installing virtme-ng into .venv"
     .venv/bin/pip install -q --disable-pip-version-check -e ".[microvm]" >.venv/pip-vm.log 2>&1 ||

@@ -41,6 +41,7 @@ def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_ti
     from collectives import rank as rank_main
     plan = emu.plan
     workdir.mkdir(parents=True, exist_ok=True)
+    clock = rank_main.StartClock(plan.ranks, op_timeout_s)
     pids = {}
     try:
         for host in plan.hosts:
@@ -48,7 +49,7 @@ def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_ti
                    "timeout_s": op_timeout_s, "margin_s": margin_s, "ops": jobs,
                    "out": str(workdir / f"rank{host.rank}.json")}
             env = {"GLOO_SOCKET_IFNAME": plan.host_intf(host.rank), "OMP_NUM_THREADS": "1"}
-            pids[emu.fork(host.rank, _child(rank_main.run_job, job, env, workdir / f"rank{host.rank}.log"),
+            pids[emu.fork(host.rank, _child(rank_main.run_job, job, clock, env, workdir / f"rank{host.rank}.log"),
                           name=f"{plan.prefix}r{host.rank}")] = host.rank
         _wait(pids, workdir, timeout_s)
     finally:
@@ -61,14 +62,14 @@ def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_ti
     return out
 
 
-def _child(fn, job: dict, env: dict, log: Path):
+def _child(fn, job: dict, clock, env: dict, log: Path):
     def body() -> int:
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.environ.update(env)
         try:
-            fn(job)
+            fn(job, clock)
             return 0
         except BaseException:
             traceback.print_exc()

@@ -57,8 +57,22 @@ def test_two_tier_all_to_all_is_bound_by_the_shared_uplink():
     uplink = 400e9 / 1000
     # each domain sends 4 ranks x 4 remote peers x S/8 over its uplink
     assert pred.bottleneck_bps == pytest.approx(uplink)
-    # α: the longest round trip in the step is an intra-domain one (2 x 2 us x 1000)
-    assert pred.time_s == pytest.approx(4e-3 + 2 * S / (uplink / 8))
+    # the slow flow crosses the uplink: its round trip (2 x 1.5 us x 1000) plus the uplink's 2S bytes;
+    # the intra-domain round trip (2 x 2 us x 1000) is the step's latency floor, not part of its time
+    assert pred.time_s == pytest.approx(3e-3 + 2 * S / (uplink / 8))
+    assert pred.latency_s == pytest.approx(4e-3)
+
+
+def test_a_step_ends_with_its_slowest_flow_not_max_alpha_plus_max_beta():
+    """Ring all-reduce over two domains: intra flows have the long round trip, the two flows
+    through the uplinks carry their bytes on the slow link; the step takes the larger sum."""
+    profile = dict(IB, links={"nv": {"rate": "8Gbit/s", "latency": "10ms"}, "up": {"rate": "1Gbit/s", "latency": "1ms"}},
+                   topology=dict(IB["topology"], intra="nv", inter="up"))
+    plan, n, S = _plan(profile), 8, 8 * 2**20
+    pred = predict(plan, COLLECTIVES["all_reduce"].schedule(n, S, EVEN))
+    intra = 2 * 10e-3 + S / n * 8 / 8e9
+    cross = 2 * 1e-3 + S / n * 8 / 1e9
+    assert pred.time_s == pytest.approx(2 * (n - 1) * max(intra, cross))
 
 
 def test_ring_crossing_domains_pays_the_uplink():

@@ -2,7 +2,7 @@ import pytest
 
 from conftest import flat
 from fabric.profile import parse
-from fabric.scale import Calibration, choose, nice_ceil
+from fabric.scale import Calibration, choose, nice_ceil, step_latency
 from test_profile import IB
 
 
@@ -19,11 +19,22 @@ def test_auto_meets_the_rate_and_latency_bounds():
     cal = Calibration(overhead_s=500e-6, capacity_bps=4e9, method="test")
     p = parse(IB, "ib.yaml")
     k = choose(p, cal).k
-    assert 3.6e12 / k * 8 <= 0.25 * 4e9            # 8 ranks at the fastest link within 25% of capacity
-    assert cal.overhead_s <= 0.10 * 1.5e-6 * k      # overhead within 10% of the smallest latency
+    assert 3.6e12 / k * 8 <= 0.5 * 4e9              # 8 ranks at the fastest link within 50% of capacity
+    assert cal.overhead_s <= 0.10 * 2 * 1.5e-6 * k  # overhead within 10% of the smallest round trip
     assert nice_ceil(k) == k
+
+
+def test_latency_bound_uses_the_closest_round_trip():
+    """Two domains: the cross-domain pair only crosses the uplink (0.5 us each way), so the
+    smallest step α is 1 us, not the 2 us intra one-way latency."""
+    p = parse({"name": "t", "description": "d", "scale": "auto",
+               "links": {"nv": {"rate": "1Gbit/s", "latency": "2us"}, "isl": {"rate": "1Gbit/s", "latency": "0.5us"}},
+               "topology": {"kind": "two_tier", "domains": 2, "ranks_per_domain": 2, "intra": "nv", "inter": "isl"},
+               "workload": [{"op": "all_reduce", "bytes": "1KiB"}]}, "t.yaml")
+    assert step_latency(p) == pytest.approx(1e-6)
+    assert choose(p, Calibration(overhead_s=1e-3, capacity_bps=1e12, method="t")).k == nice_ceil(1e-3 / (0.1 * 1e-6))
 
 
 def test_auto_without_latency_only_looks_at_rates():
     p = parse(dict(flat(rate="100Gbit/s"), scale="auto"), "f")
-    assert choose(p, Calibration(1.0, 4e9, "t")).k == nice_ceil(100e9 * 4 / (0.25 * 4e9))
+    assert choose(p, Calibration(1.0, 4e9, "t")).k == nice_ceil(100e9 * 4 / (0.5 * 4e9))

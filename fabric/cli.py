@@ -7,6 +7,7 @@ Exit codes: 0 ok; 1 the run failed (a rank died, timed out, or a result was wron
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -35,6 +36,12 @@ def _scale_arg(value: str) -> float:
     if k < 1:
         raise argparse.ArgumentTypeError(f"--scale: expected a number >= 1, got {value!r}")
     return k
+
+
+def _count_arg(value: str) -> int:
+    if not value.isdigit() or not 10 <= int(value) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"--count: expected a whole number of probes in [10, 1000000], got {value!r}")
+    return int(value)
 
 
 def _choose(profile, args, calibrate_if_missing: bool):
@@ -105,15 +112,9 @@ def cmd_run(args) -> int:
     from fabric.emulation import EmulationError
     from fabric.ranks import RankError
     from fabric.runner import HostUnfit, check_host, execute
-    profile = load(args.profile)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ProfileError(str(out), "--out", "expected a directory (it is a file)")
+    profile, out = load(args.profile), _out_dir(args)
     vm = microvm.inside()
-    if vm:
-        print(f"{microvm.READY} (kernel {vm['kernel']}, {'KVM' if vm['kvm'] else 'software emulation'})",
-              file=sys.stderr, flush=True)
-    elif args.vm == "always" or (args.vm == "auto" and profile.impaired and not host.netem_available()):
+    if _needs_vm(profile, args):
         return _run_in_microvm(profile, args, out)
     try:
         netem = check_host(profile)
@@ -142,6 +143,63 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _out_dir(args) -> Path:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ProfileError(str(out), "--out", "expected a directory (it is a file)")
+    return out
+
+
+def _needs_vm(profile, args) -> bool:
+    """True when this command should re-run inside the microVM; says so when already inside."""
+    from fabric import microvm
+    vm = microvm.inside()
+    if vm:
+        print(f"{microvm.READY} (kernel {vm['kernel']}, {'KVM' if vm['kvm'] else 'software emulation'})",
+              file=sys.stderr, flush=True)
+        return False
+    return args.vm == "always" or (args.vm == "auto" and profile.impaired and not host.netem_available())
+
+
+def cmd_probe(args) -> int:
+    from fabric import microvm, probe, results
+    from fabric.emulation import Emulation, EmulationError
+    from fabric.plan import build
+    from fabric.runner import HostUnfit, check_host, new_run_id
+    profile, out = load(args.profile), _out_dir(args)
+    if profile.topology.ranks < 2:
+        raise ProfileError(profile.source, "topology", "at least 2 ranks to probe a path")
+    vm = microvm.inside()
+    if _needs_vm(profile, args):
+        return _run_in_microvm(profile, args, out)
+    try:
+        netem = check_host(profile)
+        choice = _choose(profile, args, calibrate_if_missing=False)
+    except HostUnfit as exc:
+        _err(str(exc))
+        return EXIT_HOST
+    print(f"fabric: scale k = {choice.k:g} ({choice.reason})", file=sys.stderr)
+    plan = build(profile, choice.k, run_id=new_run_id())
+    try:
+        with Emulation(plan) as emu:
+            paths = probe.probe(emu, args.count, log=lambda m: print(m, file=sys.stderr))
+    except EmulationError as exc:
+        _err(f"cannot build the emulation: {exc}")
+        return EXIT_HOST
+    except RuntimeError as exc:
+        _err(f"probe failed: {exc}")
+        return EXIT_FAILED
+    doc = results.document(plan, [], "microvm" if vm else netem,
+                           extra=dict(kernel=vm["kernel"], kvm=vm["kvm"]) if vm else None)
+    del doc["results"]
+    doc["paths"] = paths
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "probe.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(probe.table(doc))
+    print(f"fabric: wrote {out / 'probe.json'}", file=sys.stderr)
+    return 0
+
+
 def _run_in_microvm(profile, args, out: Path) -> int:
     """Run this same command inside fabric's microVM (fabric.microvm) and return its exit code."""
     from fabric import microvm
@@ -157,8 +215,10 @@ def _run_in_microvm(profile, args, out: Path) -> int:
     if lacking:
         _err(f"{why}, and the microVM path needs: {'; '.join(lacking)} (make demo installs them)")
         return EXIT_HOST
-    inner = [sys.executable, "-m", "fabric.cli", "run", str(Path(args.profile).resolve()),
+    inner = [sys.executable, "-m", "fabric.cli", args.cmd, str(Path(args.profile).resolve()),
              "--out", str(out.resolve()), "--vm", "never"] + (["--scale", str(args.scale)] if args.scale else [])
+    if args.cmd == "probe":
+        inner += ["--count", str(args.count)]
     try:
         info = microvm.host_info()
         release = microvm.kernel()[1]
@@ -199,16 +259,19 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     sub.add_parser("doctor", help="what this host can emulate").set_defaults(fn=cmd_doctor)
     for name, fn, text in (("plan", cmd_plan, "topology, scale and the exact commands (no root)"),
-                           ("run", cmd_run, "build the fabric, run the workload, report")):
+                           ("run", cmd_run, "build the fabric, run the workload, report"),
+                           ("probe", cmd_probe, "build the fabric, measure delay, jitter, loss and rate with packets")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("profile")
         sp.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
         sp.set_defaults(fn=fn)
-        if name == "run":
-            sp.add_argument("--out", default="runs/latest", help="folder for results.json and results.csv")
+        if name in ("run", "probe"):
+            sp.add_argument("--out", default="runs/latest", help="folder for the results files")
             sp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
                             help="run inside a microVM with netem: auto = when the profile needs netem "
                                  "and this kernel lacks it (default)")
+        if name == "probe":
+            sp.add_argument("--count", type=_count_arg, default=4000, help="UDP probes per path (default 4000)")
     sub.add_parser("calibrate", help="measure this host's overhead and capacity (cached)").set_defaults(
         fn=cmd_calibrate)
     sub.add_parser("cleanup", help="remove what crashed fabric runs left").set_defaults(fn=cmd_cleanup)

@@ -132,15 +132,15 @@ def guest_script(argv: list[str], env: str, rwdirs: list[str], cwd: str) -> str:
     through QEMU: importing torch took 92 s in the guest here (5,471 stat and 9,705 lstat calls
     at 2-4 ms each).  The same root mounted read-only with cache=loose, entered with chroot, took
     38 s (measured with software emulation, 2 vCPUs).  The host's files do not change during a run;
-    the writable folders (output, cache) and /proc, /sys, /dev are bound in, /tmp and /run are
-    fresh tmpfs.  If the cached mount fails, fabric runs from virtme-ng's root as before.
+    the writable folders (output, cache), /proc, /sys, /dev and virtme-ng's /tmp (the host's, with
+    writes kept in the guest) are bound in, /run is a fresh tmpfs.  If the cached mount fails, fabric runs from virtme-ng's root as before.
     It goes to the guest as a file: the kernel command line that carries --exec holds 2 KiB."""
     q = _quote
     inner = f"cd {q(cwd)} && {ENV}={q(env)} exec " + " ".join(q(a) for a in argv)
     binds = " && ".join(
         [f"mount -t 9p -o trans=virtio,version=9p2000.L,cache=loose,msize=512000,ro {ROOT_TAG} {VM_ROOT}"] +
         [f"mount --rbind /{d} {VM_ROOT}/{d}" for d in ("proc", "sys", "dev")] +
-        [f"mount -t tmpfs fabric {VM_ROOT}/{d}" for d in ("tmp", "run")] +
+        [f"mount --bind /tmp {VM_ROOT}/tmp", f"mount -t tmpfs fabric {VM_ROOT}/run"] +
         [f"mkdir -p {VM_ROOT}{q(d)} && mount --bind {q(d)} {VM_ROOT}{q(d)}" for d in rwdirs])
     return (f"mkdir -p {VM_ROOT} && if {binds}; then exec chroot {VM_ROOT} sh -c {q(inner)}; "
             f"else echo 'fabric: no cached root in the microVM, running from the uncached one (slower)' >&2; "

@@ -1,9 +1,15 @@
-"""How faithfully does this host emulate a link?  Bus efficiency of a large all-reduce
-(busbw / shaped link rate) across emulated rates and rank counts, flat topology, no
-impairments, through the whole pipeline (Mininet + HTB + gloo ranks).
+"""How faithfully does this host emulate a link?  Two tables:
+
+1. bandwidth: bus efficiency of a large all-reduce (busbw / shaped link rate) across emulated
+   rates and rank counts, flat topology, no impairments, through the whole pipeline
+   (Mininet + HTB + gloo ranks);
+2. delay, jitter, loss: `fabric probe` on a 2-rank flat link per setting (inside the microVM
+   where the kernel has no netem), profile vs measured.
 
     sudo .venv/bin/python benchmarks/fidelity.py [--rates 50Mbit/s,200Mbit/s,1Gbit/s,5Gbit/s]
                                                  [--ranks 2,4,8,16] [--seconds 0.4] [--json FILE]
+                                                 [--netem 1ms/0/0,10ms/3ms/1%,50ms/5ms/0.1%]
+                                                 [--only bandwidth|netem]
 
 Each cell runs an all-reduce sized so one iteration takes about --seconds at the shaped rate
 (capped at 64 MiB per rank), 3 timed iterations after 1 warmup; the cell shows busEff of the
@@ -14,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,13 +51,60 @@ def cell(rate_bps: float, ranks: int, seconds: float) -> dict:
             "wall_s": time.monotonic() - t0}
 
 
+def netem_cell(latency: str, jitter: str, loss: str, count: int = 4000) -> dict:
+    """One `fabric probe` of a 2-rank flat 100 Mbit/s link with these impairments (k = 1)."""
+    import yaml
+    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
+        prof = Path(tmp) / "link.yaml"
+        prof.write_text(yaml.safe_dump({
+            "name": "fidelity-link", "scale": 1,
+            "links": {"l": {"rate": "100Mbit/s", "latency": latency, "jitter": jitter, "loss": loss}},
+            "topology": {"kind": "flat", "ranks": 2, "link": "l"},
+            "workload": [{"op": "all_reduce", "bytes": 4}]}))
+        done = subprocess.run([sys.executable, "-m", "fabric.cli", "probe", str(prof), "--out", tmp,
+                               "--count", str(count)], capture_output=True, text=True, timeout=900,
+                              cwd=Path(__file__).resolve().parent.parent)
+        if done.returncode != 0:
+            raise SystemExit(f"fabric probe failed: {done.stderr.strip().splitlines()[-1]}")
+        doc = json.loads((Path(tmp) / "probe.json").read_text())
+    path = doc["paths"][0]
+    return {"latency": latency, "jitter": jitter, "loss": loss, "netem": doc["emulation"]["netem"],
+            **{f"expected_{k}": v for k, v in path["expected"].items()}, **path["measured"]}
+
+
+def netem_table(settings: list[str]) -> list[dict]:
+    print("delay, jitter, loss: fabric probe, 2 ranks, flat 100 Mbit/s link, k = 1 (one-way = kernel stamps)")
+    print(f"{'latency':>8} {'jitter':>7} {'loss':>6} | {'p50':>9} {'ratio':>6} {'p99':>9} {'std':>8} {'ratio':>6} "
+          f"{'loss':>7} {'RTT p50':>9} {'reord':>6}  where")
+    cells = []
+    for setting in settings:
+        latency, jitter, loss = setting.split("/")
+        c = netem_cell(latency, jitter, loss)
+        cells.append(c)
+        ms = lambda s: f"{s * 1e3:.2f}ms"  # noqa: E731
+        jr = f"{c['jitter_std_s'] / c['expected_jitter_s']:.2f}" if c["expected_jitter_s"] else "-"
+        print(f"{latency:>8} {jitter:>7} {loss:>6} | {ms(c['one_way_p50_s']):>9} "
+              f"{c['one_way_p50_s'] / c['expected_one_way_s']:>6.2f} {ms(c['one_way_p99_s']):>9} "
+              f"{ms(c['jitter_std_s']):>8} {jr:>6} {c['loss']:>7.2%} {ms(c['rtt_p50_s']):>9} "
+              f"{c['reordered']:>6.1%}  {c['netem']}", flush=True)
+    return cells
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="50Mbit/s,200Mbit/s,1Gbit/s,5Gbit/s")
     ap.add_argument("--ranks", default="2,4,8,16")
     ap.add_argument("--seconds", type=float, default=0.4)
     ap.add_argument("--json", help="also write the cells to this file")
+    ap.add_argument("--netem", default="1ms/0/0,10ms/3ms/1%,50ms/5ms/0.1%",
+                    help="latency/jitter/loss settings for the probe table")
+    ap.add_argument("--only", choices=("bandwidth", "netem"))
     args = ap.parse_args()
+    if args.only == "netem":
+        cells = netem_table(args.netem.split(","))
+        if args.json:
+            Path(args.json).write_text(json.dumps(cells, indent=1) + "\n")
+        return 0
     rates = [parse_rate(r) for r in args.rates.split(",")]
     ranks = [int(n) for n in args.ranks.split(",")]
     check_host(parse({"name": "x", "links": {"a": {"rate": "1Gbit/s"}}, "topology":
@@ -64,6 +119,9 @@ def main() -> int:
             cells.append(c)
             row.append(f"{c['bus_efficiency']:.2f}" + ("" if c["correct"] else " WRONG"))
         print(f"{fmt_rate(rate):>12} " + "".join(f"{v:>14}" for v in row), flush=True)
+    if args.only != "bandwidth":
+        print()
+        cells += netem_table(args.netem.split(","))
     if args.json:
         Path(args.json).write_text(json.dumps(cells, indent=1) + "\n")
     return 0

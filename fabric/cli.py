@@ -69,8 +69,21 @@ def cmd_doctor(args) -> int:
     if not runnable:
         print("fabric can't run here; fix the NO lines above")
         return EXIT_HOST
-    print("fabric can run any profile here" if netem else
-          "fabric can run profiles without latency/jitter/loss here (no sch_netem)")
+    if netem:
+        print("fabric can run any profile here (netem in this kernel)")
+        return 0
+    from fabric import microvm
+    lacking = microvm.missing()
+    if lacking:
+        print(f"NO  microvm     needs {'; '.join(lacking)}\n    fix: make setup (installs them)")
+        print("fabric can run profiles without latency/jitter/loss here (no sch_netem, no microVM path)")
+        return 0
+    info = microvm.host_info(probe=os.geteuid() == 0)
+    how = ("KVM not probed yet (needs root)" if info is None else
+           ("KVM" if info.kvm else "software emulation (KVM unavailable or hanging)") +
+           (f", last boot {info.boot_s:.1f} s" if info.boot_s else ", not booted yet"))
+    print(f"ok  microvm     kernel {microvm.kernel()[1]} with netem; {how}")
+    print("fabric can run any profile here: profiles with latency/jitter/loss run inside the microVM")
     return 0
 
 

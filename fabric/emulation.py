@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
 
 from fabric import cleanup, netem
-from fabric.plan import MTU, NODE_SETUP, PREFIX_LEN, Band, Plan, Shaper
+from fabric.plan import MTU, NODE_SETUP, OFFLOADS, PREFIX_LEN, Band, Plan, Shaper
 
 
 CLONE_NEWNET = 0x40000000
@@ -110,6 +111,8 @@ class Emulation:
         shell.cmd(NODE_SETUP)   # sysctls of this node's own namespace only
         ports = [l.a_intf for l in self.plan.links if l.a_node == node.name] + \
                 [l.b_intf for l in self.plan.links if l.b_node == node.name]
+        for intf in ports:
+            self._offloads_off(shell, node.name, intf)
         with self._ipr(node.name) as ipr:
             ipr.link("set", index=_index(ipr, "lo", node.name), state="up")
             if node.kind == "switch":
@@ -129,6 +132,15 @@ class Emulation:
             for shaper in self.plan.shapers.values():
                 if shaper.node == node.name:
                     self._shape(ipr, shaper)
+
+    @staticmethod
+    def _offloads_off(shell, node: str, intf: str) -> None:
+        if shutil.which("ethtool") is None:
+            raise EmulationError("ethtool is missing (apt-get install ethtool; make setup installs it)")
+        args = ["ethtool", "-K", intf] + [w for o in OFFLOADS for w in (o, "off")]
+        out, err, code = shell.pexec(*args)
+        if code != 0:
+            raise EmulationError(f"{node}: {' '.join(args)} failed: {(err or out).strip()}")
 
     def _shape(self, ipr, s: Shaper) -> None:
         from pyroute2.netlink.exceptions import NetlinkError

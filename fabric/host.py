@@ -92,8 +92,9 @@ def checks() -> list[Check]:
     fixes = {"netns": "a kernel with network namespaces", "veth": "a kernel with veth",
              "bridge": "a kernel with Linux bridge support",
              "htb": "a kernel with sch_htb",
-             "netem": "a kernel with sch_netem (Ubuntu/Debian stock kernels have it); without it only "
-                      "profiles with no latency, jitter or loss run here"}
+             "netem": "a kernel with sch_netem (Ubuntu/Debian stock kernels have it), or fabric's microVM "
+                      "path (see the microvm line); without either only profiles with no latency, jitter or "
+                      "loss run here"}
     for name, fix in fixes.items():
         if not root:
             out.append(Check(name, False, "not probed (needs root)", "run fabric doctor as root"))

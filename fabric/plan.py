@@ -41,6 +41,12 @@ NODE_SETUP = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default
               "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e $f ] && echo 0 > $f; done")
 
 
+# Segmentation offloads off on every fabric interface: with them on, TCP hands the qdiscs
+# 64 KiB super-packets, so HTB meters and netem drops whole bursts of MTU-sized packets
+# (README, "Offloads", has the measured difference).
+OFFLOADS = ("tso", "gso", "gro")
+
+
 @dataclass(frozen=True)
 class Node:
     name: str
@@ -157,9 +163,12 @@ class Plan:
     def commands(self) -> list[str]:
         """What the emulation applies, as Mininet-CLI-style lines: `<node> <command>`."""
         lines = [f"{node.name} {NODE_SETUP}" for node in self.nodes]
+        off = " ".join(f"{o} off" for o in OFFLOADS)
         for link in self.links:
             lines.append(f"{link.a_node} ip link add name {link.a_intf} mtu {MTU} type veth "
                          f"peer name {link.b_intf} mtu {MTU} netns <{link.b_node}>")
+            lines.append(f"{link.a_node} ethtool -K {link.a_intf} {off}")
+            lines.append(f"{link.b_node} ethtool -K {link.b_intf} {off}")
         for node in self.hosts:
             lines.append(f"{node.name} ip addr add {node.ip}/{PREFIX_LEN} dev {self.host_intf(node.rank)}")
             lines.append(f"{node.name} ip link set {self.host_intf(node.rank)} up")

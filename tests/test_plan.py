@@ -98,3 +98,14 @@ def test_interface_names_fit_ifnamsiz():
     names = [l.a_intf for l in plan.links] + [l.b_intf for l in plan.links] + [n.name for n in plan.switches]
     assert max(len(n) for n in names) <= 15
     assert all(n.startswith("fabffff") for n in names)
+
+
+def test_commands_turn_segmentation_offloads_off_on_every_interface():
+    from conftest import flat
+    from fabric.profile import parse
+    from fabric.plan import build
+    plan = build(parse(flat(ranks=2), "f.yaml"), 1.0, run_id="0000")
+    lines = plan.commands()
+    for link in plan.links:
+        assert f"{link.a_node} ethtool -K {link.a_intf} tso off gso off gro off" in lines
+        assert f"{link.b_node} ethtool -K {link.b_intf} tso off gso off gro off" in lines

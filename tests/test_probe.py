@@ -1,0 +1,57 @@
+"""fabric probe's arithmetic, without root: what a path should show, and what probes showed."""
+import pytest
+
+from fabric import probe
+from fabric.plan import build
+from fabric.profile import parse
+from test_profile import IB
+
+
+def test_paths_cover_each_path_type():
+    two = build(parse(IB, "ib.yaml"), 1000.0)
+    assert probe.paths(two) == [("intra-domain", "nvlink4", 0, 1), ("inter-domain", "ndr", 0, 4)]
+    flat = build(parse({"name": "f", "links": {"l": {"rate": "1Gbit/s"}}, "topology":
+                        {"kind": "flat", "ranks": 2, "link": "l"}, "workload": [{"op": "all_reduce", "bytes": 4}]},
+                       "f.yaml"), 1.0)
+    assert probe.paths(flat) == [("flat", "l", 0, 1)]
+
+
+def test_expected_sums_delays_adds_variances_compounds_loss():
+    profile = parse({"name": "f", "scale": 10, "links": {"l": {"rate": "1Gbit/s", "latency": "1ms", "jitter": "0.2ms",
+                                                                "loss": "1%"}},
+                     "topology": {"kind": "flat", "ranks": 2, "link": "l"},
+                     "workload": [{"op": "all_reduce", "bytes": 4}]}, "f.yaml")
+    e = probe.expected(build(profile, 10.0), 0, 1)
+    assert e.one_way_s == pytest.approx(10e-3)          # 1 ms x k over the two hops of the path
+    assert e.jitter_s == pytest.approx(2e-3)            # 0.2 ms x k: sigma/sqrt(2) per hop, variances add
+    assert e.loss == pytest.approx(0.01)                # 1 - sqrt(0.99) per hop, compounded
+    assert e.rate_bps == pytest.approx(1e8)
+
+
+def test_inter_domain_path_sees_the_uplink():
+    e = probe.expected(build(parse(IB, "ib.yaml"), 1000.0), 0, 4)
+    assert e.one_way_s == pytest.approx(1.5e-3) and e.rate_bps == pytest.approx(400e9 / 1000)
+
+
+def test_summarize_counts_loss_reordering_and_uses_kernel_send_stamps():
+    ms = 1_000_000
+    # probes 0..9 sent; 3 and 7 lost; 5 arrives after 6.  User send times are 1 ms late on purpose:
+    # the kernel's TX_SCHED stamps (tx_sched_ns) must win.
+    sent_at = {i: i * 10 * ms for i in range(10)}
+    order = [0, 1, 2, 4, 6, 5, 8, 9]
+    rx = {"records": [(i, sent_at[i] + ms, sent_at[i] + 5 * ms) for i in order]}
+    tx = {"sent": 10, "rtts_ns": [10 * ms] * 8, "tx_sched_ns": {str(i): t for i, t in sent_at.items()}}
+    sink = {"samples": [(0.0, 0), (1.0, 1_000_000), (2.0, 3_000_000)]}
+    m = probe.summarize(rx, tx, sink)
+    assert m.probes == 10 and m.loss == pytest.approx(0.2)
+    assert m.reordered == pytest.approx(1 / 8)
+    assert m.one_way_p50_s == pytest.approx(5e-3) and m.jitter_std_s == pytest.approx(0.0)
+    assert m.rtt_p50_s == pytest.approx(10e-3)
+    assert m.tcp_rate_bps == pytest.approx(2_000_000 * 8)   # second half: 2 MB in 1 s
+
+
+def test_probes_stay_a_small_share_of_the_link():
+    e = probe.Expected(one_way_s=0.01, jitter_s=0, loss=0, rate_bps=1e6)
+    gap = probe.interval_s(e)
+    assert (probe.PROBE_BYTES + probe.HEADERS) * 8 / gap <= probe.PROBE_SHARE * 1e6 * 1.0001
+    assert probe.interval_s(probe.Expected(0.01, 0, 0, 1e12)) == probe.MIN_INTERVAL_S

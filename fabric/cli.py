@@ -120,24 +120,40 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def cmd_run(args) -> int:
-    from fabric import microvm, report, results
-    from fabric.emulation import EmulationError
-    from fabric.ranks import RankError
-    from fabric.runner import HostUnfit, check_host, execute
+def _start(args, calibrate: bool):
+    """What run and probe share before building anything: (profile, out, netem, vm extras, k
+    choice) or, when there is nothing more to do here, the exit code (the microVM ran it, or
+    this host cannot)."""
+    from fabric import microvm
+    from fabric.runner import HostUnfit, check_host
     profile, out = load(args.profile), _out_dir(args)
+    if profile.topology.ranks < 2 and args.cmd == "probe":
+        raise ProfileError(profile.source, "topology", "at least 2 ranks to probe a path")
     vm = microvm.inside()
     if _needs_vm(profile, args):
         return _run_in_microvm(profile, args, out)
     try:
         netem = check_host(profile)
-        choice = _choose(profile, args, calibrate_if_missing=True)
+        choice = _choose(profile, args, calibrate_if_missing=calibrate)
     except HostUnfit as exc:
         _err(str(exc))
         return EXIT_HOST
     print(f"fabric: scale k = {choice.k:g} ({choice.reason})", file=sys.stderr)
+    extra = dict(kernel=vm["kernel"], kvm=vm["kvm"]) if vm else {}
+    return profile, out, "microvm" if vm else netem, extra, choice
+
+
+def cmd_run(args) -> int:
+    from fabric import report, results
+    from fabric.emulation import EmulationError
+    from fabric.ranks import RankError
+    from fabric.runner import execute
+    started = _start(args, calibrate=True)
+    if isinstance(started, int):
+        return started
+    profile, out, netem, extra, choice = started
     try:
-        doc = execute(profile, choice.k, "microvm" if vm else netem, log=lambda m: print(m, file=sys.stderr))
+        doc = execute(profile, choice.k, netem, log=lambda m: print(m, file=sys.stderr))
     except RankError as exc:
         _err(f"run failed: {exc}")
         return EXIT_FAILED
@@ -145,8 +161,7 @@ def cmd_run(args) -> int:
         _err(f"cannot build the emulation: {exc}")
         return EXIT_HOST
     doc["scale_reason"] = choice.reason
-    if vm:
-        doc["emulation"].update(kernel=vm["kernel"], kvm=vm["kvm"])
+    doc["emulation"].update(extra)
     results.write(out, doc)
     print(report.table(doc))
     print(f"fabric: wrote {out / 'results.json'} and {out / 'results.csv'}", file=sys.stderr)
@@ -175,23 +190,14 @@ def _needs_vm(profile, args) -> bool:
 
 
 def cmd_probe(args) -> int:
-    from fabric import microvm, probe, results
+    from fabric import probe, results
     from fabric.emulation import Emulation, EmulationError
     from fabric.plan import build
-    from fabric.runner import HostUnfit, check_host, new_run_id
-    profile, out = load(args.profile), _out_dir(args)
-    if profile.topology.ranks < 2:
-        raise ProfileError(profile.source, "topology", "at least 2 ranks to probe a path")
-    vm = microvm.inside()
-    if _needs_vm(profile, args):
-        return _run_in_microvm(profile, args, out)
-    try:
-        netem = check_host(profile)
-        choice = _choose(profile, args, calibrate_if_missing=False)
-    except HostUnfit as exc:
-        _err(str(exc))
-        return EXIT_HOST
-    print(f"fabric: scale k = {choice.k:g} ({choice.reason})", file=sys.stderr)
+    from fabric.runner import new_run_id
+    started = _start(args, calibrate=False)
+    if isinstance(started, int):
+        return started
+    profile, out, netem, extra, choice = started
     plan = build(profile, choice.k, run_id=new_run_id())
     try:
         with Emulation(plan) as emu:
@@ -202,8 +208,7 @@ def cmd_probe(args) -> int:
     except RuntimeError as exc:
         _err(f"probe failed: {exc}")
         return EXIT_FAILED
-    doc = results.document(plan, [], "microvm" if vm else netem,
-                           extra=dict(kernel=vm["kernel"], kvm=vm["kvm"]) if vm else None)
+    doc = results.document(plan, [], netem, extra=extra)
     del doc["results"]
     doc["paths"] = paths
     out.mkdir(parents=True, exist_ok=True)

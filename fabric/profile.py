@@ -31,6 +31,7 @@ class LinkClass:
     latency_s: float = 0.0   # one-way, rank to rank across this tier
     jitter_s: float = 0.0    # standard deviation of the one-way latency
     loss: float = 0.0        # fraction of packets lost one way, rank to rank
+    reorder: bool = True     # False: jitter never lets a packet overtake an earlier one (a FIFO line)
 
     @property
     def impaired(self) -> bool:
@@ -93,7 +94,7 @@ class Profile:
 # Loading and checking
 
 _TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload"}
-_LINK_KEYS = {"rate", "latency", "jitter", "loss"}
+_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder"}
 _FLAT_KEYS = {"kind", "ranks", "link"}
 _TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
 _OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root"}
@@ -193,8 +194,15 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
             latency_s=c.unit(parse_time, spec.get("latency", 0), f"{key}.latency"),
             jitter_s=c.unit(parse_time, spec.get("jitter", 0), f"{key}.jitter"),
             loss=c.unit(parse_fraction, spec.get("loss", 0), f"{key}.loss"),
+            reorder=_flag(c, spec.get("reorder", True), f"{key}.reorder"),
         )
     return links
+
+
+def _flag(c: _Checker, value, key: str) -> bool:
+    if not isinstance(value, bool):
+        c.fail(key, f"expected true or false, got {value!r}")
+    return value
 
 
 def _link_name(c: _Checker, value, key: str, links: dict) -> str:

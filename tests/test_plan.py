@@ -109,3 +109,14 @@ def test_commands_turn_segmentation_offloads_off_on_every_interface():
     for link in plan.links:
         assert f"{link.a_node} ethtool -K {link.a_intf} tso off gso off gro off" in lines
         assert f"{link.b_node} ethtool -K {link.b_intf} tso off gso off gro off" in lines
+
+
+def test_reorder_false_sets_netem_rate_only_where_there_is_jitter():
+    from conftest import flat
+    from fabric.profile import parse
+    from fabric.plan import build
+    fifo = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms", reorder=False), "f.yaml"), 1.0, run_id="0000")
+    assert all(b.keep_order for s in fifo.shapers.values() for b in s.bands)
+    assert "rate 34359738360bit" in "\n".join(fifo.commands())
+    plain = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms"), "f.yaml"), 1.0, run_id="0000")
+    assert "rate " not in "\n".join(l for l in plain.commands() if "netem" in l)

@@ -117,3 +117,9 @@ def test_shipped_profiles_parse():
         p = load(f)
         assert p.name == f.stem
         assert "reference.md" in f.read_text(), f"{f.name} cites no source"
+
+
+def test_reorder_must_be_a_boolean():
+    from conftest import flat
+    with pytest.raises(ProfileError, match=r"links.eth.reorder: expected true or false, got 'no'"):
+        parse(flat(reorder="no"), "f.yaml")

@@ -1,9 +1,10 @@
 """netem leaves: delay, jitter and loss under an HTB class.
 
-pyroute2 encodes netem's classic options (delay and jitter in µs, loss, limit) but not a
-delay-distribution table, and without a table the kernel draws jitter uniformly from
-[delay - j, delay + j].  A uniform draw of half-width j has standard deviation j/sqrt(3), so
-fabric passes j = sigma * sqrt(3): the one-way standard deviation is the profile's.
+Jitter: without a table the kernel draws it uniformly from [delay - j, delay + j]; a uniform
+draw of half-width j has standard deviation j/sqrt(3), so fabric passes j = sigma * sqrt(3).
+With `distribution: normal | pareto | paretonormal` fabric sends iproute2's table (pyroute2
+cannot: fabric's netem plugin below adds it) and scales sigma by the table's own spread.
+Either way the one-way standard deviation is the profile's.
 
 netem draws each packet's delay on its own, so under jitter a packet can overtake an earlier one
 (61-73 % of probes arrived out of order in the microVM at 3-5 ms jitter).  With `reorder: false`
@@ -20,30 +21,40 @@ UNIFORM_SIGMA = math.sqrt(3.0)   # half-width of a uniform draw with standard de
 
 
 ORDER_RATE = 2**32 - 1   # bytes/s (netem's 32-bit rate field, ~34 Gbit/s): far above any emulated link
+TABLE_DIRS = ("/usr/lib/x86_64-linux-gnu/tc", "/usr/lib/tc", "/usr/lib64/tc")   # iproute2's *.dist
+TABLE_SCALE = 8192       # netem: delay = mu + sigma * table[i] / 8192
+# standard deviation of each iproute2 table / 8192 (computed from the files; their means are
+# within 0.04 of 0): fabric divides sigma by it so the one-way standard deviation is the profile's
+TABLE_SIGMA = {"normal": 1.0001, "pareto": 0.8197, "paretonormal": 0.8339}
 
 
-def params(delay_s: float, jitter_s: float, loss: float, limit: int, keep_order: bool = False) -> dict:
+def params(band) -> dict:
     """pyroute2 netem keyword arguments for one band (delay/jitter in whole µs, loss in %)."""
-    out = {"limit": limit}
-    if keep_order and jitter_s:
-        out["order_rate"] = ORDER_RATE
-    if delay_s or jitter_s:
-        out["delay"] = round(delay_s * 1e6)
-        if jitter_s:
-            out["jitter"] = max(1, round(jitter_s * UNIFORM_SIGMA * 1e6))
-    if loss:
-        out["loss"] = loss * 100
+    out = {"limit": band.limit}
+    if band.delay_s or band.jitter_s:
+        out["delay"] = round(band.delay_s * 1e6)
+        if band.jitter_s:
+            spread = UNIFORM_SIGMA if band.distribution == "uniform" else 1 / TABLE_SIGMA[band.distribution]
+            out["jitter"] = max(1, round(band.jitter_s * spread * 1e6))
+            if band.distribution != "uniform":
+                out["distribution"] = band.distribution
+            if band.keep_order:
+                out["order_rate"] = ORDER_RATE
+    if band.loss:
+        out["loss"] = band.loss * 100
     return out
 
 
-def command(delay_s: float, jitter_s: float, loss: float, limit: int, keep_order: bool = False) -> str:
+def command(band) -> str:
     """The same leaf as tc syntax (what `fabric plan` prints)."""
-    p = params(delay_s, jitter_s, loss, limit, keep_order)
-    text = f"netem limit {limit}"
+    p = params(band)
+    text = f"netem limit {p['limit']}"
     if "delay" in p:
         text += f" delay {p['delay']}us"
         if "jitter" in p:
             text += f" {p['jitter']}us"
+        if "distribution" in p:
+            text += f" distribution {p['distribution']}"
     if "loss" in p:
         text += f" loss {p['loss']:.6g}%"
     if "order_rate" in p:
@@ -51,15 +62,31 @@ def command(delay_s: float, jitter_s: float, loss: float, limit: int, keep_order
     return text
 
 
+def table(name: str) -> bytes:
+    """iproute2's distribution table as netem takes it (native s16 values)."""
+    import struct
+    for d in TABLE_DIRS:
+        try:
+            text = open(f"{d}/{name}.dist").read()
+        except OSError:
+            continue
+        values = [int(x) for line in text.splitlines() if not line.startswith("#") for x in line.split()]
+        return struct.pack(f"{len(values)}h", *values)
+    raise FileNotFoundError(f"iproute2's netem table {name}.dist is missing (apt-get install iproute2)")
+
+
 def add(ipr, index: int, handle: int, parent: int, band) -> None:
     _register()
-    ipr.tc("add", "netem", index=index, handle=handle, parent=parent,
-           **params(band.delay_s, band.jitter_s, band.loss, band.limit, band.keep_order))
+    kwargs = params(band)
+    if "distribution" in kwargs:
+        kwargs["distribution"] = table(kwargs["distribution"])
+    ipr.tc("add", "netem", index=index, handle=handle, parent=parent, **kwargs)
 
 
 def _register() -> None:
-    """pyroute2's netem plugin, taking netem's rate as `order_rate`: a `rate` keyword would also
-    be read as the tc message's own TCA_RATE attribute and fail to encode."""
+    """pyroute2's netem plugin, plus netem's rate as `order_rate` (a `rate` keyword would also be
+    read as the tc message's own TCA_RATE attribute and fail to encode) and a delay distribution
+    table as `distribution` (bytes; pyroute2 has no encoder for it)."""
     import types
 
     from pyroute2.netlink.rtnl.tcmsg import plugins, sched_netem
@@ -68,7 +95,10 @@ def _register() -> None:
 
     def get_parameters(kwarg):
         rate = kwarg.pop("order_rate", None)
+        dist = kwarg.pop("distribution", None)
         opts = sched_netem.get_parameters(kwarg)
+        if dist:
+            opts["attrs"].append(["TCA_NETEM_DELAY_DIST", dist])
         if rate:
             opts["attrs"].append(["TCA_NETEM_RATE", {"rate": rate, "packet_overhead": 0, "cell_size": 0,
                                                      "cell_overhead": 0}])
@@ -76,5 +106,9 @@ def _register() -> None:
 
     plugin = types.ModuleType("fabric_netem")
     plugin.__dict__.update({k: v for k, v in vars(sched_netem).items() if not k.startswith("__")})
-    plugin.get_parameters, plugin.FABRIC = get_parameters, True
+    class options(sched_netem.options):
+        nla_map = tuple((name, "cdata" if name == "TCA_NETEM_DELAY_DIST" else kind)
+                        for name, kind in sched_netem.options.nla_map)
+
+    plugin.get_parameters, plugin.options, plugin.FABRIC = get_parameters, options, True
     plugins["netem"] = plugin

@@ -78,6 +78,7 @@ class Band:
     limit: int = NETEM_MIN_LIMIT
     match: tuple[str, str] | None = None   # ("dst" | "src", cidr) or None for the default band
     keep_order: bool = False    # netem must not reorder under jitter (the link class says reorder: false)
+    distribution: str = "uniform"   # of the jitter
 
     @property
     def netem(self) -> bool:
@@ -136,7 +137,8 @@ class Plan:
     def emulated(self, link: LinkClass) -> LinkClass:
         """A link class as emulated: rate / k, times x k."""
         k = self.scale
-        return LinkClass(link.name, link.rate_bps / k, link.latency_s * k, link.jitter_s * k, link.loss, link.reorder)
+        return LinkClass(link.name, link.rate_bps / k, link.latency_s * k, link.jitter_s * k, link.loss, link.reorder,
+                         link.distribution)
 
     # ---- paths, for the α-β model and for probes ---------------------------------------
     def path(self, src: int, dst: int) -> list[tuple[Shaper, Band]]:
@@ -202,7 +204,7 @@ def tc_commands(s: Shaper) -> list[str]:
                    f"ceil {_kbit(s.rate_bps)} burst {s.burst}b cburst {s.burst}b quantum {s.quantum}")
         if b.netem:
             out.append(f"tc qdisc add {dev} parent 1:{b.minor:x} handle {b.minor:x}: "
-                       + netem.command(b.delay_s, b.jitter_s, b.loss, b.limit, b.keep_order))
+                       + netem.command(b))
         else:
             out.append(f"tc qdisc add {dev} parent 1:{b.minor:x} handle {b.minor:x}: pfifo limit {b.limit}")
         if b.match:
@@ -268,10 +270,12 @@ def _add_shaper(plan: Plan, node: str, intf: str, link: LinkClass, remote: tuple
     burst, quantum = shaping(link.rate_bps)
     limit = queue_limit(link.rate_bps, delay, jitter)
     if remote is None:
-        bands = (Band(0x10, link.rate_bps, delay, jitter, loss, limit, keep_order=not link.reorder),)
+        bands = (Band(0x10, link.rate_bps, delay, jitter, loss, limit, keep_order=not link.reorder,
+                       distribution=link.distribution),)
     else:
         half = link.rate_bps / 2   # children's guarantees must not exceed the parent's rate
-        bands = (Band(0x10, half, delay, jitter, loss, limit, match=remote, keep_order=not link.reorder),
+        bands = (Band(0x10, half, delay, jitter, loss, limit, match=remote, keep_order=not link.reorder,
+                      distribution=link.distribution),
                  Band(0x20, half, limit=queue_limit(link.rate_bps, 0, 0)))
     plan.shapers[f"{node}:{intf}"] = Shaper(node, intf, link.name, link.rate_bps, burst, quantum, bands,
                                             default_minor=bands[-1].minor)

@@ -32,6 +32,7 @@ class LinkClass:
     jitter_s: float = 0.0    # standard deviation of the one-way latency
     loss: float = 0.0        # fraction of packets lost one way, rank to rank
     reorder: bool = True     # False: jitter never lets a packet overtake an earlier one (a FIFO line)
+    distribution: str = "uniform"   # of the jitter (DISTRIBUTIONS); the std dev is jitter_s either way
 
     @property
     def impaired(self) -> bool:
@@ -94,7 +95,8 @@ class Profile:
 # Loading and checking
 
 _TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload"}
-_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder"}
+_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution"}
+DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
 _FLAT_KEYS = {"kind", "ranks", "link"}
 _TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
 _OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root"}
@@ -195,6 +197,7 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
             jitter_s=c.unit(parse_time, spec.get("jitter", 0), f"{key}.jitter"),
             loss=c.unit(parse_fraction, spec.get("loss", 0), f"{key}.loss"),
             reorder=_flag(c, spec.get("reorder", True), f"{key}.reorder"),
+            distribution=_choice(c, spec.get("distribution", "uniform"), f"{key}.distribution", DISTRIBUTIONS),
         )
     return links
 
@@ -202,6 +205,12 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
 def _flag(c: _Checker, value, key: str) -> bool:
     if not isinstance(value, bool):
         c.fail(key, f"expected true or false, got {value!r}")
+    return value
+
+
+def _choice(c: _Checker, value, key: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        c.fail(key, f"expected one of {', '.join(allowed)}, got {value!r}")
     return value
 
 

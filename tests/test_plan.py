@@ -120,3 +120,14 @@ def test_reorder_false_sets_netem_rate_only_where_there_is_jitter():
     assert "rate 34359738360bit" in "\n".join(fifo.commands())
     plain = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms"), "f.yaml"), 1.0, run_id="0000")
     assert "rate " not in "\n".join(l for l in plain.commands() if "netem" in l)
+
+
+def test_distribution_tables_keep_the_profiles_std_dev():
+    from fabric import netem
+    from fabric.plan import Band
+    normal = Band(0x10, 1e8, 5e-3, 1e-3, distribution="normal")
+    pareto = Band(0x10, 1e8, 5e-3, 1e-3, distribution="pareto")
+    uniform = Band(0x10, 1e8, 5e-3, 1e-3)
+    assert netem.params(normal)["jitter"] == 1000 and netem.params(pareto)["jitter"] == 1220
+    assert netem.params(uniform)["jitter"] == 1732 and "distribution" not in netem.params(uniform)
+    assert netem.command(pareto) == "netem limit 1000 delay 5000us 1220us distribution pareto"

@@ -123,3 +123,10 @@ def test_reorder_must_be_a_boolean():
     from conftest import flat
     with pytest.raises(ProfileError, match=r"links.eth.reorder: expected true or false, got 'no'"):
         parse(flat(reorder="no"), "f.yaml")
+
+
+def test_distribution_must_be_one_netem_knows():
+    from conftest import flat
+    with pytest.raises(ProfileError, match=r"links.eth.distribution: expected one of uniform, normal, pareto, "
+                                           r"paretonormal, got 'gauss'"):
+        parse(flat(distribution="gauss"), "f.yaml")

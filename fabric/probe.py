@@ -9,7 +9,9 @@ two ranks' namespaces:
     kernel clock, so arrival - departure is the one-way delay.  p50, p99, standard deviation and
     p99 - p50 (jitter), the share lost, and the share reordered (a probe arriving after a
     later one);
-  * the round trip, from the same probes echoed back (RTT = there + back);
+  * the round trip, from the same probes echoed back (RTT = there + back, from the same kernel
+    send stamp to the echo's kernel arrival stamp; the responder's own turnaround, measured in
+    it, is subtracted, as if the kernel had answered like ping's ICMP echo);
   * the rate one TCP flow reaches, over the second half of a transfer (after slow start).
 Expected values come from the plan (the sum of the hops' delays, the hops' jitter added as
 independent variances, their losses compounded, the narrowest hop's rate), in emulated units;
@@ -132,13 +134,16 @@ def _measure(emu: Emulation, src: int, dst: int, exp: Expected, count: int, work
 def summarize(rx: dict, tx: dict, sink: dict) -> Measured:
     got = len({r[0] for r in rx["records"]})
     late, highest = 0, -1
-    for seq, _, _ in rx["records"]:
+    for seq, *_ in rx["records"]:
         if seq < highest:
             late += 1
         highest = max(highest, seq)
     tx_at = {int(i): t for i, t in tx.get("tx_sched_ns", {}).items()}
     delays = sorted(r[2] - tx_at.get(r[0], r[1]) for r in rx["records"])
-    rtts = sorted(tx["rtts_ns"])
+    # the echo's own turnaround (arrival stamp to its send call, in the responder's process) is
+    # not the network's: subtract it, as if the kernel had answered (like ping)
+    turnaround = {r[0]: r[3] - r[2] for r in rx["records"]}
+    rtts = sorted(back - tx_at.get(seq, sent) - turnaround.get(seq, 0) for seq, sent, back in tx["echoes"])
     return Measured(
         probes=tx["sent"],
         one_way_p50_s=_pct(delays, 50) * 1e-9, one_way_p99_s=_pct(delays, 99) * 1e-9,
@@ -228,9 +233,10 @@ def _udp_echo(ip: str, deadline: float, out: Path, ready: Path) -> None:
             continue
         data, anc, _, addr = s.recvmsg(2048, socket.CMSG_SPACE(16))
         rx = _rx_time(anc)
+        echo_at = time.time_ns()
         s.sendto(data, addr)
         seq, sent = PROBE.unpack_from(data)
-        records.append((seq, sent, rx))
+        records.append((seq, sent, rx, echo_at))
     out.write_text(json.dumps({"records": records}))
 
 
@@ -240,7 +246,7 @@ def _udp_source(dst_ip: str, src_ip: str, count: int, gap: float, slack: float, 
     s.connect((dst_ip, UDP_PORT))
     s.setblocking(False)
     pad = b"\0" * (PROBE_BYTES - PROBE.size)
-    rtts, tx_at, sent = [], {}, 0
+    echoes, tx_at, sent = [], {}, 0
     next_t = time.monotonic()
     stop = math.inf
     while (now := time.monotonic()) < stop:
@@ -259,10 +265,10 @@ def _udp_source(dst_ip: str, src_ip: str, count: int, gap: float, slack: float, 
                     data, anc, _, _ = s.recvmsg(2048, socket.CMSG_SPACE(16))
                 except BlockingIOError:
                     break
-                rtts.append(_rx_time(anc) - PROBE.unpack_from(data)[1])
+                echoes.append((*PROBE.unpack_from(data), _rx_time(anc)))
             _tx_stamps(s, tx_at)
     _tx_stamps(s, tx_at)
-    out.write_text(json.dumps({"sent": sent, "rtts_ns": rtts, "tx_sched_ns": tx_at}))
+    out.write_text(json.dumps({"sent": sent, "echoes": echoes, "tx_sched_ns": tx_at}))
 
 
 def _tx_stamps(s: socket.socket, tx_at: dict) -> None:

@@ -39,8 +39,10 @@ def test_summarize_counts_loss_reordering_and_uses_kernel_send_stamps():
     # the kernel's TX_SCHED stamps (tx_sched_ns) must win.
     sent_at = {i: i * 10 * ms for i in range(10)}
     order = [0, 1, 2, 4, 6, 5, 8, 9]
-    rx = {"records": [(i, sent_at[i] + ms, sent_at[i] + 5 * ms) for i in order]}
-    tx = {"sent": 10, "rtts_ns": [10 * ms] * 8, "tx_sched_ns": {str(i): t for i, t in sent_at.items()}}
+    # the responder took 2 ms to echo each probe: not part of the network's round trip
+    rx = {"records": [(i, sent_at[i] + ms, sent_at[i] + 5 * ms, sent_at[i] + 7 * ms) for i in order]}
+    tx = {"sent": 10, "echoes": [(i, sent_at[i] + ms, sent_at[i] + 12 * ms) for i in order],
+          "tx_sched_ns": {str(i): t for i, t in sent_at.items()}}
     sink = {"samples": [(0.0, 0), (1.0, 1_000_000), (2.0, 3_000_000)]}
     m = probe.summarize(rx, tx, sink)
     assert m.probes == 10 and m.loss == pytest.approx(0.2)

@@ -1,15 +1,17 @@
-"""How faithfully does this host emulate a link?  Two tables:
+"""How faithfully does this host emulate a link?  Three tables:
 
 1. bandwidth: bus efficiency of a large all-reduce (busbw / shaped link rate) across emulated
    rates and rank counts, flat topology, no impairments, through the whole pipeline
    (Mininet + HTB + gloo ranks);
 2. delay, jitter, loss: `fabric probe` on a 2-rank flat link per setting (inside the microVM
-   where the kernel has no netem), profile vs measured.
+   where the kernel has no netem), profile vs measured;
+3. offloads: one TCP flow under 1 % loss with segmentation offloads off (fabric's default) and
+   on (`offloads: true`), rate and retransmitted share, against the Mathis bound.
 
     sudo .venv/bin/python benchmarks/fidelity.py [--rates 50Mbit/s,200Mbit/s,1Gbit/s,5Gbit/s]
                                                  [--ranks 2,4,8,16] [--seconds 0.4] [--json FILE]
                                                  [--netem 1ms/0/0,10ms/3ms/1%,50ms/5ms/0.1%]
-                                                 [--only bandwidth|netem]
+                                                 [--only bandwidth|netem|offloads]
 
 Each cell runs an all-reduce sized so one iteration takes about --seconds at the shaped rate
 (capped at 64 MiB per rank), 3 timed iterations after 1 warmup; the cell shows busEff of the
@@ -51,14 +53,16 @@ def cell(rate_bps: float, ranks: int, seconds: float) -> dict:
             "wall_s": time.monotonic() - t0}
 
 
-def netem_cell(latency: str, jitter: str, loss: str, count: int = 4000) -> dict:
-    """One `fabric probe` of a 2-rank flat 100 Mbit/s link with these impairments (k = 1)."""
+def netem_cell(latency: str, jitter: str, loss: str, count: int = 4000, rate: str = "100Mbit/s",
+               offloads: bool = False) -> dict:
+    """One `fabric probe` of a 2-rank flat link with these impairments (k = 1)."""
     import yaml
     with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
         prof = Path(tmp) / "link.yaml"
         prof.write_text(yaml.safe_dump({
             "name": "fidelity-link", "scale": 1,
-            "links": {"l": {"rate": "100Mbit/s", "latency": latency, "jitter": jitter, "loss": loss}},
+            "links": {"l": {"rate": rate, "latency": latency, "jitter": jitter, "loss": loss,
+                            "offloads": offloads}},
             "topology": {"kind": "flat", "ranks": 2, "link": "l"},
             "workload": [{"op": "all_reduce", "bytes": 4}]}))
         done = subprocess.run([sys.executable, "-m", "fabric.cli", "probe", str(prof), "--out", tmp,
@@ -68,7 +72,8 @@ def netem_cell(latency: str, jitter: str, loss: str, count: int = 4000) -> dict:
             raise SystemExit(f"fabric probe failed: {done.stderr.strip().splitlines()[-1]}")
         doc = json.loads((Path(tmp) / "probe.json").read_text())
     path = doc["paths"][0]
-    return {"latency": latency, "jitter": jitter, "loss": loss, "netem": doc["emulation"]["netem"],
+    return {"latency": latency, "jitter": jitter, "loss": loss, "rate": rate, "offloads": offloads,
+            "netem": doc["emulation"]["netem"],
             **{f"expected_{k}": v for k, v in path["expected"].items()}, **path["measured"]}
 
 
@@ -90,6 +95,23 @@ def netem_table(settings: list[str]) -> list[dict]:
     return cells
 
 
+def offloads_table(settings: list[str], repeat: int) -> list[dict]:
+    print("one TCP flow under loss, segmentation offloads off vs on: fabric probe, 2 ranks, flat, k = 1")
+    print(f"{'rate':>10} {'latency':>8} {'loss':>6} {'offloads':>9} | {'Mathis':>12} {'TCP rate':>12} "
+          f"{'retransmitted':>14}  where")
+    cells = []
+    for setting in settings:
+        rate, latency, loss = setting.rsplit("/", 2)
+        for _ in range(repeat):
+            for offloads in (False, True):
+                c = netem_cell(latency, "0", loss, count=1000, rate=rate, offloads=offloads)
+                cells.append(c)
+                print(f"{rate:>10} {latency:>8} {loss:>6} {'on' if offloads else 'off':>9} | "
+                      f"{c['expected_tcp_rate_bps'] / 1e6:>7.1f} Mb/s {c['tcp_rate_bps'] / 1e6:>7.1f} Mb/s "
+                      f"{c['tcp_retransmitted']:>14.2%}  {c['netem']}", flush=True)
+    return cells
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rates", default="50Mbit/s,200Mbit/s,1Gbit/s,5Gbit/s")
@@ -98,10 +120,14 @@ def main() -> int:
     ap.add_argument("--json", help="also write the cells to this file")
     ap.add_argument("--netem", default="1ms/0/0,10ms/3ms/1%,50ms/5ms/0.1%",
                     help="latency/jitter/loss settings for the probe table")
-    ap.add_argument("--only", choices=("bandwidth", "netem"))
+    ap.add_argument("--offloads", default="100Mbit/s/10ms/1%,1Gbit/s/1ms/1%",
+                    help="rate/latency/loss settings for the offloads table")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each offloads setting")
+    ap.add_argument("--only", choices=("bandwidth", "netem", "offloads"))
     args = ap.parse_args()
-    if args.only == "netem":
-        cells = netem_table(args.netem.split(","))
+    if args.only in ("netem", "offloads"):
+        cells = (netem_table(args.netem.split(",")) if args.only == "netem"
+                 else offloads_table(args.offloads.split(","), args.repeat))
         if args.json:
             Path(args.json).write_text(json.dumps(cells, indent=1) + "\n")
         return 0
@@ -122,6 +148,8 @@ def main() -> int:
     if args.only != "bandwidth":
         print()
         cells += netem_table(args.netem.split(","))
+        print()
+        cells += offloads_table(args.offloads.split(","), args.repeat)
     if args.json:
         Path(args.json).write_text(json.dumps(cells, indent=1) + "\n")
     return 0

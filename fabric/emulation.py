@@ -111,7 +111,7 @@ class Emulation:
         shell.cmd(NODE_SETUP)   # sysctls of this node's own namespace only
         ports = [l.a_intf for l in self.plan.links if l.a_node == node.name] + \
                 [l.b_intf for l in self.plan.links if l.b_node == node.name]
-        for intf in ports:
+        for intf in self.plan.offloads_off(node.name):
             self._offloads_off(shell, node.name, intf)
         with self._ipr(node.name) as ipr:
             ipr.link("set", index=_index(ipr, "lo", node.name), state="up")

@@ -9,18 +9,21 @@ host's root namespace and killing a node's process removes all it held.
 
 Latency semantics (one-way, rank to rank, emulated = real x k):
   * a path inside a domain (or a flat fabric) crosses two shaped hops, rank port egress
-    and switch port egress, and has the intra (flat: link) latency: half on each hop;
-  * a path between domains has the inter latency: half on each uplink hop.  The rank
-    ports classify traffic by the peer's domain (u32 filter), so remote traffic gets no
-    intra delay there; both classes share the port's rate (HTB parent class).
-  * jitter is split so the path's standard deviation is the profile's (sigma / sqrt 2 a hop),
-    loss so the path's loss is the profile's (1 - sqrt(1 - p) a hop).
+    and switch port egress, and has the intra (flat: link) latency, jitter and loss, all
+    on the sender's hop (the rank port); the switch port towards the receiver only shapes;
+  * a path between domains has the inter latency, jitter and loss, all on the sending
+    domain's uplink hop; the core's port towards the receiving domain only shapes.  The
+    rank ports classify traffic by the peer's domain (u32 filter), so remote traffic gets
+    no intra delay there; both classes share the port's rate (HTB parent class).
+  * one netem per direction of a path keeps the profile's jitter distribution exactly (a
+    sum of two draws would not be uniform, nor pareto) and pays a netem timer once (the
+    software-emulated microVM adds ~0.3 ms per timer).
 Rates are per direction: every hop is shaped on the egress of both link ends.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fabric import netem
 from fabric.profile import LinkClass, Profile
@@ -137,8 +140,13 @@ class Plan:
     def emulated(self, link: LinkClass) -> LinkClass:
         """A link class as emulated: rate / k, times x k."""
         k = self.scale
-        return LinkClass(link.name, link.rate_bps / k, link.latency_s * k, link.jitter_s * k, link.loss, link.reorder,
-                         link.distribution)
+        return replace(link, rate_bps=link.rate_bps / k, latency_s=link.latency_s * k, jitter_s=link.jitter_s * k)
+
+    def offloads_off(self, node: str) -> list[str]:
+        """node's interfaces whose segmentation offloads fabric turns off (all, unless the link
+        class says offloads: true)."""
+        return [intf for link in self.links if not self.profile.links[link.link_class].offloads
+                for n, intf in ((link.a_node, link.a_intf), (link.b_node, link.b_intf)) if n == node]
 
     # ---- paths, for the α-β model and for probes ---------------------------------------
     def path(self, src: int, dst: int) -> list[tuple[Shaper, Band]]:
@@ -170,8 +178,9 @@ class Plan:
         for link in self.links:
             lines.append(f"{link.a_node} ip link add name {link.a_intf} mtu {MTU} type veth "
                          f"peer name {link.b_intf} mtu {MTU} netns <{link.b_node}>")
-            lines.append(f"{link.a_node} ethtool -K {link.a_intf} {off}")
-            lines.append(f"{link.b_node} ethtool -K {link.b_intf} {off}")
+            for node, intf in ((link.a_node, link.a_intf), (link.b_node, link.b_intf)):
+                if intf in self.offloads_off(node):
+                    lines.append(f"{node} ethtool -K {intf} {off}")
         for node in self.hosts:
             lines.append(f"{node.name} ip addr add {node.ip}/{PREFIX_LEN} dev {self.host_intf(node.rank)}")
             lines.append(f"{node.name} ip link set {self.host_intf(node.rank)} up")
@@ -221,11 +230,6 @@ def _kbit(bps: float) -> str:
 # ---------------------------------------------------------------------------------------
 # Building a plan from a profile
 
-def hop_share(link: LinkClass, hops: int = 2) -> tuple[float, float, float]:
-    """(delay, jitter, loss) on each of `hops` hops so the path adds up to the link class."""
-    return (link.latency_s / hops, link.jitter_s / math.sqrt(hops), 1 - (1 - link.loss) ** (1 / hops))
-
-
 def shaping(rate_bps: float) -> tuple[int, int]:
     """(burst, quantum) in bytes: about 1 ms of data, never less than two full frames."""
     burst = max(math.ceil(rate_bps / 8 * 1e-3), 2 * FRAME)
@@ -250,32 +254,36 @@ def build(profile: Profile, scale: float, run_id: str = "0000") -> Plan:
         plan.nodes.append(Node(f"{p}h{r}", "host", rank=r, domain=d,
                                ip=f"{NETWORK}.{d}.{r % topo.ranks_per_domain + 1}"))
         plan.links.append(Link(f"{p}h{r}", plan.host_intf(r), f"{p}s{d}", f"{p}p{r}", topo.intra, "port"))
-        for node, intf, peer in ((f"{p}h{r}", plan.host_intf(r), "dst"), (f"{p}s{d}", f"{p}p{r}", "src")):
-            _add_shaper(plan, node, intf, intra, remote=(peer, f"{NETWORK}.{d}.0/24") if two_tier else None)
+        _add_shaper(plan, f"{p}h{r}", plan.host_intf(r), intra,
+                    local=f"{NETWORK}.{d}.0/24" if two_tier else None)
+        _add_shaper(plan, f"{p}s{d}", f"{p}p{r}", intra, impaired=False)
     if two_tier:
         inter = plan.emulated(profile.link(topo.inter))
         plan.nodes.append(Node(f"{p}core", "switch"))
         for d in range(topo.domains):
             plan.links.append(Link(f"{p}s{d}", f"{p}u{d}", f"{p}core", f"{p}d{d}", topo.inter, "uplink"))
             _add_shaper(plan, f"{p}s{d}", f"{p}u{d}", inter)
-            _add_shaper(plan, f"{p}core", f"{p}d{d}", inter)
+            _add_shaper(plan, f"{p}core", f"{p}d{d}", inter, impaired=False)
     return plan
 
 
-def _add_shaper(plan: Plan, node: str, intf: str, link: LinkClass, remote: tuple[str, str] | None = None):
-    """One egress shaper.  With `remote` = (field, own domain cidr), two bands: traffic whose
-    peer is in the own domain gets this hop's share of the link class; other traffic gets none
-    (its latency is on the uplinks)."""
-    delay, jitter, loss = hop_share(link)
+def _add_shaper(plan: Plan, node: str, intf: str, link: LinkClass, local: str | None = None,
+                impaired: bool = True):
+    """One egress shaper at the link class's rate; `impaired`: its netem adds the link class's
+    latency, jitter and loss (the sending side of a path).  With `local` (the own domain's
+    cidr), two bands: traffic to the own domain is impaired; other traffic is not (its latency
+    is on the uplinks)."""
     burst, quantum = shaping(link.rate_bps)
-    limit = queue_limit(link.rate_bps, delay, jitter)
-    if remote is None:
-        bands = (Band(0x10, link.rate_bps, delay, jitter, loss, limit, keep_order=not link.reorder,
-                       distribution=link.distribution),)
+    plain = Band(0x10, link.rate_bps, limit=queue_limit(link.rate_bps, 0, 0))
+    if not impaired or not (link.latency_s or link.jitter_s or link.loss):
+        bands = (plain,)
     else:
-        half = link.rate_bps / 2   # children's guarantees must not exceed the parent's rate
-        bands = (Band(0x10, half, delay, jitter, loss, limit, match=remote, keep_order=not link.reorder,
-                      distribution=link.distribution),
-                 Band(0x20, half, limit=queue_limit(link.rate_bps, 0, 0)))
+        share = link.rate_bps / 2 if local else link.rate_bps   # children's guarantees fit the parent
+        bands = (Band(0x10, share, link.latency_s, link.jitter_s, link.loss,
+                      queue_limit(link.rate_bps, link.latency_s, link.jitter_s),
+                      match=("dst", local) if local else None, keep_order=not link.reorder,
+                      distribution=link.distribution),)
+        if local:
+            bands += (Band(0x20, share, limit=plain.limit),)
     plan.shapers[f"{node}:{intf}"] = Shaper(node, intf, link.name, link.rate_bps, burst, quantum, bands,
                                             default_minor=bands[-1].minor)

@@ -12,9 +12,11 @@ two ranks' namespaces:
   * the round trip, from the same probes echoed back (RTT = there + back, from the same kernel
     send stamp to the echo's kernel arrival stamp; the responder's own turnaround, measured in
     it, is subtracted, as if the kernel had answered like ping's ICMP echo);
-  * the rate one TCP flow reaches, over the second half of a transfer (after slow start).
+  * the rate one TCP flow reaches, over the second half of a transfer (after slow start), and
+    the share of its segments retransmitted (the sender namespace's counters).
 Expected values come from the plan (the sum of the hops' delays, the hops' jitter added as
-independent variances, their losses compounded, the narrowest hop's rate), in emulated units;
+independent variances, their losses compounded, the narrowest hop's rate, or under loss the
+Mathis bound on one TCP flow if lower), in emulated units;
 real-fabric values are emulated / k for times and x k for rates.
 """
 from __future__ import annotations
@@ -32,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fabric.emulation import Emulation
-from fabric.plan import Plan
+from fabric.plan import MTU, Plan
 from fabric.results import percentile
 
 UDP_PORT, TCP_PORT = 5201, 5202
@@ -40,6 +42,7 @@ PROBE = struct.Struct("!QQ")        # sequence number, departure time (ns, CLOCK
 PROBE_BYTES = 64                    # UDP payload
 HEADERS = 14 + 20 + 8               # Ethernet, IPv4, UDP
 PROBE_SHARE = 0.05                  # probes use at most this share of the narrowest rate
+TCP_MSS = MTU - 20 - 32              # IPv4 and TCP headers with timestamps
 MIN_INTERVAL_S = 0.001              # gentle on a software-emulated CPU; 1,000 probes per second
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)   # Linux; Python names it only on some builds
 SO_TIMESTAMPING = 37
@@ -54,6 +57,14 @@ class Expected:
     loss: float
     rate_bps: float
 
+    @property
+    def tcp_rate_bps(self) -> float:
+        """One TCP flow: the narrowest rate or, with loss, Mathis et al.'s bound
+        MSS / RTT x sqrt(3/2) / sqrt(p) (one window halving per loss event), whichever is lower."""
+        if self.loss <= 0 or self.one_way_s <= 0:
+            return self.rate_bps
+        return min(self.rate_bps, TCP_MSS * 8 / (2 * self.one_way_s) * math.sqrt(1.5 / self.loss))
+
 
 @dataclass(frozen=True)
 class Measured:
@@ -66,6 +77,7 @@ class Measured:
     reordered: float
     rtt_p50_s: float
     tcp_rate_bps: float
+    tcp_retransmitted: float     # share of the TCP flow's segments sent again
 
 
 def paths(plan: Plan) -> list[tuple[str, str, int, int]]:
@@ -104,7 +116,7 @@ def probe(emu: Emulation, count: int, log=print) -> list[dict]:
             log(f"fabric: probing {kind} ({link}, rank {src} -> rank {dst}): {count} probes, one TCP flow")
             meas = _measure(emu, src, dst, exp, count, Path(tmp) / kind)
             out.append({"path": kind, "link": link, "src": src, "dst": dst,
-                        "expected": asdict(exp), "measured": asdict(meas)})
+                        "expected": {**asdict(exp), "tcp_rate_bps": exp.tcp_rate_bps}, "measured": asdict(meas)})
     return out
 
 
@@ -122,16 +134,18 @@ def _measure(emu: Emulation, src: int, dst: int, exp: Expected, count: int, work
     rx = json.loads((work / "rx.json").read_text())
     tx = json.loads((work / "tx.json").read_text())
     rtt = 2 * (exp.one_way_s + 3 * exp.jitter_s) + 4 * (PROBE_BYTES + HEADERS) * 8 / exp.rate_bps
-    seconds = min(10.0, max(1.5, 40 * rtt))
+    # under loss TCP's rate swings with each window halving: average over more round trips
+    seconds = min(10.0, max(1.5, (200 if exp.loss else 40) * rtt))
     deadline = time.monotonic() + seconds + 10
     _pair(emu, dst, lambda: _tcp_sink(dst_ip, deadline, work / "sink.json", work / "ready2"),
-          src, lambda: _tcp_source(dst_ip, src_ip, seconds),
+          src, lambda: _tcp_source(dst_ip, src_ip, seconds, work / "source.json"),
           work / "ready2", timeout_s=seconds + 15, name="t")
     sink = json.loads((work / "sink.json").read_text())
-    return summarize(rx, tx, sink)
+    source = json.loads((work / "source.json").read_text())
+    return summarize(rx, tx, sink, source)
 
 
-def summarize(rx: dict, tx: dict, sink: dict) -> Measured:
+def summarize(rx: dict, tx: dict, sink: dict, source: dict) -> Measured:
     got = len({r[0] for r in rx["records"]})
     late, highest = 0, -1
     for seq, *_ in rx["records"]:
@@ -152,7 +166,8 @@ def summarize(rx: dict, tx: dict, sink: dict) -> Measured:
         loss=1 - got / tx["sent"] if tx["sent"] else 0.0,
         reordered=late / got if got else 0.0,
         rtt_p50_s=_pct(rtts, 50) * 1e-9,
-        tcp_rate_bps=_second_half_rate(sink["samples"]))
+        tcp_rate_bps=_second_half_rate(sink["samples"]),
+        tcp_retransmitted=source["retrans_segs"] / source["out_segs"] if source["out_segs"] else 0.0)
 
 
 def _pct(xs: list[float], p: float) -> float:
@@ -308,13 +323,23 @@ def _tcp_sink(ip: str, deadline: float, out: Path, ready: Path) -> None:
     out.write_text(json.dumps({"samples": samples}))
 
 
-def _tcp_source(dst_ip: str, src_ip: str, seconds: float) -> None:
+def _tcp_source(dst_ip: str, src_ip: str, seconds: float, out: Path) -> None:
+    before = _tcp_counters()
     s = socket.create_connection((dst_ip, TCP_PORT), timeout=30, source_address=(src_ip, 0))
     chunk = b"\0" * (256 << 10)
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         s.sendall(chunk)
     s.close()
+    after = _tcp_counters()
+    out.write_text(json.dumps({k: after[k] - before[k] for k in ("out_segs", "retrans_segs")}))
+
+
+def _tcp_counters() -> dict:
+    """This namespace's TCP segment counters (/proc/net/snmp is per network namespace)."""
+    rows = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines() if line.startswith("Tcp:")]
+    tcp = dict(zip(rows[0][1:], (int(v) for v in rows[1][1:])))
+    return {"out_segs": tcp["OutSegs"], "retrans_segs": tcp["RetransSegs"]}
 
 
 # ---- the table ----------------------------------------------------------------------------
@@ -336,8 +361,10 @@ def table(doc: dict) -> str:
                 ("round trip p50", 2 * e["one_way_s"], m["rtt_p50_s"]),
                 ("loss", e["loss"], m["loss"]),
                 ("reordered", None, m["reordered"]),
-                ("TCP rate", e["rate_bps"], m["tcp_rate_bps"])):
-            fmt = _share if name in ("loss", "reordered") else (_rate if name == "TCP rate" else _time)
+                ("TCP rate", e["tcp_rate_bps"], m["tcp_rate_bps"]),
+                ("TCP retransmitted", e["loss"], m["tcp_retransmitted"])):
+            fmt = _rate if name == "TCP rate" else (_share if name in ("loss", "reordered", "TCP retransmitted")
+                                                    else _time)
             ratio = f"{got / want:8.2f}" if want else f"{'':>8}"
             rows.append(f"    {name:<22}{fmt(want) if want is not None else '':>14}{fmt(got):>14}{ratio}")
     return "\n".join(rows)

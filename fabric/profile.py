@@ -33,6 +33,7 @@ class LinkClass:
     loss: float = 0.0        # fraction of packets lost one way, rank to rank
     reorder: bool = True     # False: jitter never lets a packet overtake an earlier one (a FIFO line)
     distribution: str = "uniform"   # of the jitter (DISTRIBUTIONS); the std dev is jitter_s either way
+    offloads: bool = False   # True: keep TSO/GSO/GRO on, as a stock host does (loss and shaping then act on bursts)
 
     @property
     def impaired(self) -> bool:
@@ -95,7 +96,7 @@ class Profile:
 # Loading and checking
 
 _TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload"}
-_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution"}
+_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "offloads"}
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
 _FLAT_KEYS = {"kind", "ranks", "link"}
 _TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
@@ -198,6 +199,7 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
             loss=c.unit(parse_fraction, spec.get("loss", 0), f"{key}.loss"),
             reorder=_flag(c, spec.get("reorder", True), f"{key}.reorder"),
             distribution=_choice(c, spec.get("distribution", "uniform"), f"{key}.distribution", DISTRIBUTIONS),
+            offloads=_flag(c, spec.get("offloads", False), f"{key}.offloads"),
         )
     return links
 

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from conftest import flat
-from fabric.plan import FRAME, MTU, QUANTUM_MAX, build, hop_share, queue_limit, shaping
+from fabric.plan import FRAME, MTU, QUANTUM_MAX, build, queue_limit, shaping
 from fabric.profile import parse
 from test_profile import IB
 
@@ -50,11 +50,11 @@ def test_rank_ports_classify_remote_traffic_out_of_the_intra_delay():
     plan = build(parse(IB, "ib.yaml"), 1000.0)
     port = plan.shapers["fab0000h0:fab0000r0"]
     local, remote = port.bands
-    assert local.match == ("dst", "198.18.0.0/24") and local.delay_s == pytest.approx(1e-3)
+    assert local.match == ("dst", "198.18.0.0/24") and local.delay_s == pytest.approx(2e-3)
     assert remote.match is None and remote.delay_s == 0 and port.default_minor == remote.minor
     assert local.rate_bps + remote.rate_bps == pytest.approx(port.rate_bps)   # guarantees fit the parent
     into = plan.shapers["fab0000s1:fab0000p4"]
-    assert into.bands[0].match == ("src", "198.18.1.0/24")
+    assert len(into.bands) == 1 and into.bands[0].match is None
 
 
 @pytest.mark.parametrize("rate", [1e6, 50e6, 200e6, 1e9, 5e9, 40e9])
@@ -71,10 +71,18 @@ def test_netem_limit_covers_the_bandwidth_delay_product():
     assert queue_limit(1e6, 0, 0) == 1000
 
 
-def test_hop_share():
-    link = parse(IB, "x").links["ndr"]
-    d, j, l = hop_share(link)
-    assert d == pytest.approx(0.75e-6) and j == pytest.approx(0.2e-6 / math.sqrt(2)) and l == 0
+def test_each_direction_of_a_path_has_one_netem_with_the_whole_link_class():
+    """One draw per packet keeps the jitter distribution the profile's (a sum of two would not be)."""
+    p = dict(IB, links={"nvlink4": {"rate": "450GB/s", "latency": "2us", "jitter": "0.4us", "loss": "1%"},
+                        "ndr": {"rate": "400Gbit/s", "latency": "1.5us", "jitter": "0.2us", "loss": "2%"}})
+    plan = build(parse(p, "ib.yaml"), 1000.0)
+    for src, dst in ((0, 1), (1, 0), (0, 4), (4, 0)):
+        [(hop, band)] = [(s, b) for s, b in plan.path(src, dst) if b.netem]
+        first = plan.path(src, dst)[0 if plan.profile.topology.domain_of(src) == plan.profile.topology.domain_of(dst)
+                                    else 1][0]
+        assert hop is first                       # the sending side: rank port, or the sender's uplink
+    assert all(not b.netem for b in plan.shapers["fab0000s0:fab0000p1"].bands)   # towards a rank: shaping only
+    assert all(not b.netem for b in plan.shapers["fab0000core:fab0000d0"].bands)
 
 
 def test_commands_are_the_applied_objects():
@@ -89,7 +97,7 @@ def test_commands_are_the_applied_objects():
     assert "u32 match ip dst 198.18.0.0/24 flowid 1:10" in text
     assert "fab0000s0 tc qdisc add dev fab0000u0 root handle 1: htb default 10" in cmds
     netems = [c for c in cmds if " netem " in c]
-    assert len(netems) == 8 * 2 + 2 * 2          # intra band on both ends of 8 ports, both uplink ends
+    assert len(netems) == 8 + 2                  # the intra band of 8 rank ports, the 2 domains' uplinks
 
 
 def test_interface_names_fit_ifnamsiz():
@@ -111,12 +119,21 @@ def test_commands_turn_segmentation_offloads_off_on_every_interface():
         assert f"{link.b_node} ethtool -K {link.b_intf} tso off gso off gro off" in lines
 
 
+def test_offloads_true_leaves_that_link_class_alone():
+    from conftest import flat
+    from fabric.profile import parse
+    from fabric.plan import build
+    plan = build(parse(flat(ranks=2, offloads=True), "f.yaml"), 1.0, run_id="0000")
+    assert not [line for line in plan.commands() if "ethtool" in line]
+    assert all(plan.offloads_off(n.name) == [] for n in plan.nodes)
+
+
 def test_reorder_false_sets_netem_rate_only_where_there_is_jitter():
     from conftest import flat
     from fabric.profile import parse
     from fabric.plan import build
     fifo = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms", reorder=False), "f.yaml"), 1.0, run_id="0000")
-    assert all(b.keep_order for s in fifo.shapers.values() for b in s.bands)
+    assert all(b.keep_order for s in fifo.shapers.values() for b in s.bands if b.netem)
     assert "rate 34359738360bit" in "\n".join(fifo.commands())
     plain = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms"), "f.yaml"), 1.0, run_id="0000")
     assert "rate " not in "\n".join(l for l in plain.commands() if "netem" in l)

@@ -44,12 +44,22 @@ def test_summarize_counts_loss_reordering_and_uses_kernel_send_stamps():
     tx = {"sent": 10, "echoes": [(i, sent_at[i] + ms, sent_at[i] + 12 * ms) for i in order],
           "tx_sched_ns": {str(i): t for i, t in sent_at.items()}}
     sink = {"samples": [(0.0, 0), (1.0, 1_000_000), (2.0, 3_000_000)]}
-    m = probe.summarize(rx, tx, sink)
+    m = probe.summarize(rx, tx, sink, {"out_segs": 400, "retrans_segs": 6})
     assert m.probes == 10 and m.loss == pytest.approx(0.2)
     assert m.reordered == pytest.approx(1 / 8)
     assert m.one_way_p50_s == pytest.approx(5e-3) and m.jitter_std_s == pytest.approx(0.0)
     assert m.rtt_p50_s == pytest.approx(10e-3)
     assert m.tcp_rate_bps == pytest.approx(2_000_000 * 8)   # second half: 2 MB in 1 s
+    assert m.tcp_retransmitted == pytest.approx(0.015)
+
+
+def test_expected_tcp_rate_under_loss_is_the_mathis_bound():
+    clean = probe.Expected(one_way_s=0.01, jitter_s=0, loss=0, rate_bps=100e6)
+    assert clean.tcp_rate_bps == 100e6
+    lossy = probe.Expected(one_way_s=0.01, jitter_s=0, loss=0.01, rate_bps=100e6)
+    # MSS 8,948 B (9,000 B MTU) per 20 ms round trip x sqrt(1.5 / 0.01) = 43.8 Mbit/s
+    assert lossy.tcp_rate_bps == pytest.approx(8948 * 8 / 0.02 * 12.247, rel=1e-3)
+    assert probe.Expected(0.01, 0, 1e-6, 100e6).tcp_rate_bps == 100e6   # rare loss: the link limits
 
 
 def test_probes_stay_a_small_share_of_the_link():

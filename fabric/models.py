@@ -6,7 +6,7 @@ fields.  Everything here is arithmetic on those fields, unit-tested against refe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 DTYPE_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
@@ -95,4 +95,3 @@ PRESETS = {m.name: m for m in (
           experts=128, top_k=4, expert_ffn=2880),
 )}
 PRESETS["deepseek-r1"] = PRESETS["deepseek-v3"]   # same architecture
-FIELDS = {f.name for f in fields(Model)} - {"name"}

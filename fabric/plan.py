@@ -178,9 +178,8 @@ class Plan:
         for link in self.links:
             lines.append(f"{link.a_node} ip link add name {link.a_intf} mtu {MTU} type veth "
                          f"peer name {link.b_intf} mtu {MTU} netns <{link.b_node}>")
-            for node, intf in ((link.a_node, link.a_intf), (link.b_node, link.b_intf)):
-                if intf in self.offloads_off(node):
-                    lines.append(f"{node} ethtool -K {intf} {off}")
+        for node in self.nodes:
+            lines += [f"{node.name} ethtool -K {intf} {off}" for intf in self.offloads_off(node.name)]
         for node in self.hosts:
             lines.append(f"{node.name} ip addr add {node.ip}/{PREFIX_LEN} dev {self.host_intf(node.rank)}")
             lines.append(f"{node.name} ip link set {self.host_intf(node.rank)} up")
@@ -275,7 +274,7 @@ def _add_shaper(plan: Plan, node: str, intf: str, link: LinkClass, local: str | 
     is on the uplinks)."""
     burst, quantum = shaping(link.rate_bps)
     plain = Band(0x10, link.rate_bps, limit=queue_limit(link.rate_bps, 0, 0))
-    if not impaired or not (link.latency_s or link.jitter_s or link.loss):
+    if not impaired or not link.impaired:
         bands = (plain,)
     else:
         share = link.rate_bps / 2 if local else link.rate_bps   # children's guarantees fit the parent

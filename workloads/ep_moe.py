@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 from fabric.models import Model, combine_bytes, dispatch_bytes
 from workloads.base import AllToAll, Phase
@@ -97,17 +98,19 @@ class EpMoe:
 
     kind = "ep_moe"
 
+    @cached_property
     def picks(self) -> list[list[int]]:
+        """Routed once per workload: imbalance, matrices and phases all read it."""
         return route(self.model, self.tokens, self.ep, self.routing, self.seed)
 
     def imbalance(self) -> float:
         """max / mean of the token-expert picks each rank's experts receive."""
-        got = [sum(col) for col in zip(*self.picks())]
+        got = [sum(col) for col in zip(*self.picks)]
         return max(got) / (sum(got) / len(got))
 
     def matrices(self) -> tuple[list[list[int]], list[list[int]]]:
         """(dispatch, combine) bytes s -> d; combine flows back the way dispatch came."""
-        p, d, c = self.picks(), dispatch_bytes(self.model, self.dispatch_dtype), combine_bytes(self.model, self.combine_dtype)
+        p, d, c = self.picks, dispatch_bytes(self.model, self.dispatch_dtype), combine_bytes(self.model, self.combine_dtype)
         n = self.ep
         return [[p[s][t] * d for t in range(n)] for s in range(n)], [[p[t][s] * c for t in range(n)] for s in range(n)]
 

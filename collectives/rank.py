@@ -2,7 +2,8 @@
 
 fabric.ranks forks one process per rank into the rank's host namespace and calls run_job(job)
 with job = {rank, world, master, port, timeout_s, margin_s, out, ops: [{op, bytes, iters,
-warmup, splits, root}]}.  Every iteration starts at one instant agreed by all ranks (they
+warmup, splits, root}], workloads: [{entry, phases, iters, warmup, k}], delays: [laws],
+seed}.  (workloads carry phase objects: they reach the rank by fork, not as JSON.)  Every iteration starts at one instant agreed by all ranks (they
 share the host's monotonic clock), so each rank's time is measured from the same start.
 The ranks agree out of band (StartClock: a barrier in shared memory), not over the emulated
 fabric: agreeing with an all-reduce there costs a whole small all-reduce per iteration (at
@@ -19,6 +20,7 @@ from datetime import timedelta
 from types import SimpleNamespace
 
 from collectives import COLLECTIVES
+from collectives.delays import Delays
 
 class StartClock:
     """Agreed start instants, out of band: made before the ranks are forked, shared by them.
@@ -67,7 +69,8 @@ def wait_until(t: float) -> bool:
 MAX_MARGIN_S = 1.0
 
 
-def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float, agree) -> tuple[dict, float]:
+def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float, agree,
+           delays: Delays | None = None) -> tuple[dict, float]:
     """Run one op/size; returns its record and the start margin that worked (for the next op)."""
     coll = COLLECTIVES[op["op"]]
     spec = SimpleNamespace(**op)
@@ -77,6 +80,8 @@ def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float, agree)
         coll.reset(state)
         start = agree(margin_s)
         on_time = wait_until(start)
+        if delays:
+            delays.wait()
         coll.run(dist, state)
         end = time.monotonic()
         correct &= coll.check(torch, state)
@@ -87,6 +92,27 @@ def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float, agree)
             late += not on_time
     record = {"op": op["op"], "bytes": op["bytes"], "times_s": times, "correct": bool(correct), "late_starts": late}
     return record, margin_s
+
+
+def run_workload(torch, dist, rank: int, world: int, entry: dict, margin_s: float, agree,
+                 delays: Delays | None = None) -> tuple[dict, float]:
+    """Run one inference workload entry (workloads.execute): per iteration, each phase's end."""
+    from workloads import execute
+    phases = entry["phases"]
+    groups = execute.make_groups(dist, phases, world)
+    states = [execute.prepare(torch, rank, p) for p in phases]
+    ends, correct, late = [], True, 0
+    for i in range(entry["warmup"] + entry["iters"]):
+        start = agree(margin_s)
+        on_time = wait_until(start)
+        got, ok = execute.run_iteration(torch, dist, phases, states, groups, entry["k"], start, delays)
+        correct &= ok
+        if not on_time:
+            margin_s = min(MAX_MARGIN_S, 2 * margin_s)
+        if i >= entry["warmup"]:
+            ends.append(got)
+            late += not on_time
+    return {"entry": entry["entry"], "ends_s": ends, "correct": bool(correct), "late_starts": late}, margin_s
 
 
 def run_job(job: dict, clock: StartClock | None = None) -> None:
@@ -102,14 +128,18 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
     else:
         def agree(margin_s):
             return agree_over_gloo(torch, dist, margin_s)
-    results, margin = [], job["margin_s"]
+    delays = Delays(job.get("delays", []), job.get("seed", 0))
+    results, workloads, margin = [], [], job["margin_s"]
     for op in job["ops"]:
-        record, margin = run_op(torch, dist, job["rank"], job["world"], op, margin, agree)
+        record, margin = run_op(torch, dist, job["rank"], job["world"], op, margin, agree, delays)
         results.append(record)
+    for entry in job.get("workloads", []):
+        record, margin = run_workload(torch, dist, job["rank"], job["world"], entry, margin, agree, delays)
+        workloads.append(record)
     dist.barrier()
     dist.destroy_process_group()
     with open(job["out"], "w") as f:
-        json.dump({"rank": job["rank"], "results": results}, f)
+        json.dump({"rank": job["rank"], "results": results, "workloads": workloads}, f)
 
 
 if __name__ == "__main__":   # by hand: python -m collectives.rank JOB.json (in the right namespace)

@@ -109,10 +109,17 @@ def cmd_plan(args) -> int:
     job_list, spec_of = jobs(profile, plan.ranks)
     from collectives import COLLECTIVES
     from fabric.model import predict
+    from fabric.results import model_iteration
     for job in job_list:
         pred = predict(plan, COLLECTIVES[job["op"]].schedule(plan.ranks, job["bytes"], spec_of[(job["op"], job["bytes"])]))
         print(f"# workload {job['op']} {job['bytes']} B x {job['iters']} (+{job['warmup']} warmup): "
               f"model {pred.time_s * 1e6:.1f} us emulated, {pred.time_s / choice.k * 1e6:.3f} us real")
+    for e in profile.workloads:
+        t = model_iteration(plan, e.workload, e.workload.phases(plan.ranks))
+        print(f"# workload {e.label} x {e.iters} (+{e.warmup} warmup): model {t:.3g} s emulated per iteration, "
+              f"{t / choice.k * 1e6:.4g} us real")
+    for s in profile.stragglers:
+        print(f"# straggler: {s.label} (the run also runs a baseline without stragglers)")
     bounds = sizing(plan, job_list, spec_of)
     print(f"# bounds: gloo op timeout {bounds.op_timeout_s:.0f} s, run time limit {bounds.run_timeout_s:.0f} s")
     print("# commands, Mininet-CLI style: each line runs in the named node's network namespace")
@@ -243,7 +250,9 @@ def _run_in_microvm(profile, args, out: Path) -> int:
         print(f"fabric: {why}: running inside a microVM (kernel {release}, "
               f"{'KVM' if info.kvm else 'software emulation: KVM unavailable or hanging'})", file=sys.stderr,
               flush=True)
-        biggest = max(size for op in profile.workload for size in op.sizes)
+        from workloads.base import buffer_bytes
+        biggest = max([size for op in profile.workload for size in op.sizes] +
+                      [buffer_bytes(e.workload.phases(profile.topology.ranks)) for e in profile.workloads])
         return microvm.run(inner, out, profile.topology.ranks, biggest, timeout_s=VM_RUN_LIMIT_S)
     except microvm.MicroVMError as exc:
         _err(str(exc))

@@ -244,7 +244,6 @@ def queue_limit(rate_bps: float, delay_s: float, jitter_s: float) -> int:
 def build(profile: Profile, scale: float, run_id: str = "0000") -> Plan:
     plan = Plan(profile=profile, run_id=run_id, scale=scale)
     topo, p = profile.topology, plan.prefix
-    intra = plan.emulated(profile.link(topo.intra))
     two_tier = topo.kind == "two_tier" and topo.domains > 1
     for d in range(topo.domains):
         plan.nodes.append(Node(f"{p}s{d}", "switch", domain=d))
@@ -253,25 +252,40 @@ def build(profile: Profile, scale: float, run_id: str = "0000") -> Plan:
         plan.nodes.append(Node(f"{p}h{r}", "host", rank=r, domain=d,
                                ip=f"{NETWORK}.{d}.{r % topo.ranks_per_domain + 1}"))
         plan.links.append(Link(f"{p}h{r}", plan.host_intf(r), f"{p}s{d}", f"{p}p{r}", topo.intra, "port"))
-        _add_shaper(plan, f"{p}h{r}", plan.host_intf(r), intra,
-                    local=f"{NETWORK}.{d}.0/24" if two_tier else None)
-        _add_shaper(plan, f"{p}s{d}", f"{p}p{r}", intra, impaired=False)
+        out, into, extra = _slowed(plan, profile.link(topo.intra), profile.slow_link("rank", r))
+        _add_shaper(plan, f"{p}h{r}", plan.host_intf(r), out, local=f"{NETWORK}.{d}.0/24" if two_tier else None,
+                    remote=extra)
+        _add_shaper(plan, f"{p}s{d}", f"{p}p{r}", into, impaired=into.impaired)
     if two_tier:
-        inter = plan.emulated(profile.link(topo.inter))
         plan.nodes.append(Node(f"{p}core", "switch"))
         for d in range(topo.domains):
             plan.links.append(Link(f"{p}s{d}", f"{p}u{d}", f"{p}core", f"{p}d{d}", topo.inter, "uplink"))
-            _add_shaper(plan, f"{p}s{d}", f"{p}u{d}", inter)
-            _add_shaper(plan, f"{p}core", f"{p}d{d}", inter, impaired=False)
+            out, into, _ = _slowed(plan, profile.link(topo.inter), profile.slow_link("domain", d))
+            _add_shaper(plan, f"{p}s{d}", f"{p}u{d}", out)
+            _add_shaper(plan, f"{p}core", f"{p}d{d}", into, impaired=into.impaired)
     return plan
 
 
+def _slowed(plan: Plan, link: LinkClass, slow) -> tuple[LinkClass, LinkClass, LinkClass | None]:
+    """Emulated (sending hop, receiving hop, extra impairment) of one link, made worse by a
+    straggler's SlowLink: the rate drops both ways; the extra latency, jitter and loss are
+    added to the sending hop's and also put on the receiving hop, so paths both into and out
+    of the slow link get them once."""
+    if slow is None:
+        return plan.emulated(link), plan.emulated(replace(link, latency_s=0, jitter_s=0, loss=0)), None
+    rate = link.rate_bps * slow.rate_factor
+    extra = replace(link, rate_bps=rate, latency_s=slow.extra_latency_s, jitter_s=slow.extra_jitter_s, loss=slow.loss)
+    out = replace(link, rate_bps=rate, latency_s=link.latency_s + slow.extra_latency_s,
+                  jitter_s=math.hypot(link.jitter_s, slow.extra_jitter_s), loss=1 - (1 - link.loss) * (1 - slow.loss))
+    return plan.emulated(out), plan.emulated(extra), plan.emulated(extra) if extra.impaired else None
+
+
 def _add_shaper(plan: Plan, node: str, intf: str, link: LinkClass, local: str | None = None,
-                impaired: bool = True):
+                impaired: bool = True, remote: LinkClass | None = None):
     """One egress shaper at the link class's rate; `impaired`: its netem adds the link class's
     latency, jitter and loss (the sending side of a path).  With `local` (the own domain's
     cidr), two bands: traffic to the own domain is impaired; other traffic is not (its latency
-    is on the uplinks)."""
+    is on the uplinks) unless `remote` (a slow link's extra impairment) says otherwise."""
     burst, quantum = shaping(link.rate_bps)
     plain = Band(0x10, link.rate_bps, limit=queue_limit(link.rate_bps, 0, 0))
     if not impaired or not link.impaired:
@@ -283,6 +297,9 @@ def _add_shaper(plan: Plan, node: str, intf: str, link: LinkClass, local: str | 
                       match=("dst", local) if local else None, keep_order=not link.reorder,
                       distribution=link.distribution),)
         if local:
-            bands += (Band(0x20, share, limit=plain.limit),)
+            r = remote or replace(link, latency_s=0, jitter_s=0, loss=0)
+            bands += (Band(0x20, share, r.latency_s, r.jitter_s, r.loss,
+                           queue_limit(link.rate_bps, r.latency_s, r.jitter_s), keep_order=not link.reorder,
+                           distribution=link.distribution),)
     plan.shapers[f"{node}:{intf}"] = Shaper(node, intf, link.name, link.rate_bps, burst, quantum, bands,
                                             default_minor=bands[-1].minor)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from fabric.emulation import Emulation
 from fabric.plan import MTU, Plan
-from fabric.results import percentile
+from fabric.stats import percentile
 
 UDP_PORT, TCP_PORT = 5201, 5202
 PROBE = struct.Struct("!QQ")        # sequence number, departure time (ns, CLOCK_REALTIME)

@@ -5,13 +5,14 @@ message is one line: file, key path, what was expected.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
 from collectives import COLLECTIVES
-from fabric.units import UnitError, parse_fraction, parse_rate, parse_size, parse_time
+from fabric.models import DTYPE_BYTES, PRESETS, Model
+from fabric.units import UnitError, parse_flops, parse_fraction, parse_rate, parse_size, parse_time
 
 
 class ProfileError(ValueError):
@@ -69,21 +70,82 @@ class OpSpec:
 
 
 @dataclass(frozen=True)
+class Gpu:
+    """The accelerator the workloads' math is emulated for (roofline waits)."""
+    hbm_Bps: float = 3.35e12     # H100 SXM HBM3, B/s (the issue's default)
+    flops: float = 989e12        # H100 SXM dense BF16, FLOP/s (NVIDIA H100 datasheet; not in reference.md)
+
+
+@dataclass(frozen=True)
+class SlowRank:
+    """Ranks that arrive late at every collective call: a delay drawn per call (real time)."""
+    ranks: tuple[int, ...]
+    delay_s: float               # the mean delay
+    distribution: str = "fixed"  # fixed | normal | exponential | pareto
+    std_s: float = 0.0           # normal
+    shape: float = 0.0           # pareto (> 1, so the mean exists)
+
+    @property
+    def label(self) -> str:
+        who = "every rank" if len(self.ranks) > 1 else f"rank {self.ranks[0]}"
+        extra = {"normal": f", std {self.std_s * 1e6:g} us", "pareto": f", shape {self.shape:g}"}.get(self.distribution, "")
+        return f"{who} late by {self.distribution} {self.delay_s * 1e6:g} us{extra}"
+
+
+@dataclass(frozen=True)
+class SlowLink:
+    """One rank's port or one domain's uplink made worse than its link class, both directions."""
+    target: str                  # "rank" | "domain"
+    index: int
+    rate_factor: float = 1.0
+    extra_latency_s: float = 0.0
+    extra_jitter_s: float = 0.0
+    loss: float = 0.0
+
+    @property
+    def impaired(self) -> bool:
+        return self.extra_latency_s > 0 or self.extra_jitter_s > 0 or self.loss > 0
+
+    @property
+    def label(self) -> str:
+        parts = [f"rate x {self.rate_factor:g}"] if self.rate_factor != 1 else []
+        parts += [f"+{self.extra_latency_s * 1e6:g} us"] if self.extra_latency_s else []
+        parts += [f"+{self.extra_jitter_s * 1e6:g} us jitter"] if self.extra_jitter_s else []
+        parts += [f"{self.loss:.3%} loss"] if self.loss else []
+        return f"{self.target} {self.index} link: {', '.join(parts) or 'unchanged'}"
+
+
+Straggler = SlowRank | SlowLink
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     source: str
     links: dict[str, LinkClass]
     topology: Topology
-    workload: tuple[OpSpec, ...]
+    workload: tuple[OpSpec, ...]             # plain collectives
     description: str = ""
     scale: float | None = None   # None = auto
+    workloads: tuple = ()                    # inference workloads (workloads.base.Entry)
+    gpu: Gpu = Gpu()
+    stragglers: tuple[Straggler, ...] = ()
+    seed: int = 0                            # of the stragglers' random delays
+
+    def without_stragglers(self) -> "Profile":
+        return replace(self, stragglers=())
+
+    def slow_link(self, target: str, index: int) -> SlowLink | None:
+        return next((s for s in self.stragglers if isinstance(s, SlowLink) and (s.target, s.index) == (target, index)),
+                    None)
 
     def link(self, name: str) -> LinkClass:
         return self.links[name]
 
     @property
     def impaired(self) -> bool:
-        return any(self.links[n].impaired for n in self.used_links())
+        return any(self.links[n].impaired for n in self.used_links()) or \
+            any(isinstance(s, SlowLink) and s.impaired for s in self.stragglers)
 
     def used_links(self) -> list[str]:
         names = [self.topology.intra]
@@ -95,7 +157,7 @@ class Profile:
 # ---------------------------------------------------------------------------------------
 # Loading and checking
 
-_TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload"}
+_TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload", "gpu", "stragglers", "seed"}
 _LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "offloads"}
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
 _FLAT_KEYS = {"kind", "ranks", "link"}
@@ -131,15 +193,19 @@ def parse(data, source: str = "<profile>") -> Profile:
     description = c.string(data.get("description", ""), "description") if "description" in data else ""
     scale = _parse_scale(c, data.get("scale", "auto"))
     links = _parse_links(c, data["links"])
-    topology = _parse_topology(c, data["topology"], links)
-    workload = _parse_workload(c, data["workload"], topology)
+    topology = c.topology = _parse_topology(c, data["topology"], links)
+    gpu = _parse_gpu(c, data.get("gpu", {}))
+    ops, entries = _parse_workload(c, data["workload"], topology, gpu)
     return Profile(name=name, source=source, links=links, topology=topology,
-                   workload=workload, description=description, scale=scale)
+                   workload=ops, description=description, scale=scale, workloads=entries, gpu=gpu,
+                   stragglers=_parse_stragglers(c, data.get("stragglers", []), topology),
+                   seed=c.integer(data.get("seed", 0), "seed", 0))
 
 
 class _Checker:
     def __init__(self, source: str):
         self.source = source
+        self.topology: Topology | None = None   # known once parsed; ranks() checks against it
 
     def fail(self, key: str, expected: str):
         raise ProfileError(self.source, key, expected)
@@ -171,6 +237,54 @@ class _Checker:
         except UnitError as exc:
             self.fail(key, str(exc))
 
+    def time(self, value, key: str) -> float:
+        return self.unit(parse_time, value, key)
+
+    def choice(self, value, key: str, allowed: tuple[str, ...]) -> str:
+        if value not in allowed:
+            self.fail(key, f"expected one of {', '.join(allowed)}, got {value!r}")
+        return value
+
+    def dtype(self, value, key: str) -> str:
+        return self.choice(value, key, tuple(DTYPE_BYTES))
+
+    def number(self, value, key: str, lo: float, hi: float, what: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            self.fail(key, f"expected {what}, got {value!r}")
+        return float(value)
+
+    def model(self, value, key: str) -> Model:
+        """A preset's name, or a custom model given by the same fields (fabric.models.Model)."""
+        if isinstance(value, str):
+            if value not in PRESETS:
+                self.fail(key, f"unknown model {value!r}; expected one of {', '.join(sorted(PRESETS))} "
+                               f"or a mapping of model fields")
+            return PRESETS[value]
+        fields = [f for f in Model.__dataclass_fields__ if f != "name"]
+        self.mapping(value, key, set(fields) | {"name"}, required={"hidden", "layers", "heads", "head_dim", "vocab"})
+        ints = {f: self.integer(value.get(f, 0), f"{key}.{f}", 1 if f in ("hidden", "layers", "heads", "head_dim",
+                                                                          "vocab") else 0, 1 << 24) for f in fields}
+        m = Model(name=self.string(value.get("name", "custom"), f"{key}.name"), **ints)
+        if not (m.kv_heads or m.kv_lora_rank):
+            self.fail(key, "expected kv_heads (GQA) or kv_lora_rank (MLA) > 0")
+        if m.experts and not 1 <= m.top_k <= m.experts:
+            self.fail(f"{key}.top_k", f"expected 1..{m.experts} experts per token, got {m.top_k}")
+        if not m.moe and not m.mla and not m.ffn:
+            self.fail(f"{key}.ffn", "expected the FFN width of a dense model (> 0)")
+        return m
+
+    def ranks(self, value, key: str) -> tuple[int, ...]:
+        """A list of distinct ranks, or 'domain:N' (every rank of domain N)."""
+        topo = self.topology
+        if isinstance(value, str) and value.startswith("domain:") and value[7:].isdigit():
+            d = int(value[7:])
+            if d >= topo.domains:
+                self.fail(key, f"expected a domain below {topo.domains}, got {value!r}")
+            return tuple(range(d * topo.ranks_per_domain, (d + 1) * topo.ranks_per_domain))
+        if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value):
+            self.fail(key, "expected a list of distinct ranks or 'domain:N'")
+        return tuple(self.integer(r, key, 0, topo.ranks - 1) for r in value)
+
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
@@ -198,7 +312,7 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
             jitter_s=c.unit(parse_time, spec.get("jitter", 0), f"{key}.jitter"),
             loss=c.unit(parse_fraction, spec.get("loss", 0), f"{key}.loss"),
             reorder=_flag(c, spec.get("reorder", True), f"{key}.reorder"),
-            distribution=_choice(c, spec.get("distribution", "uniform"), f"{key}.distribution", DISTRIBUTIONS),
+            distribution=c.choice(spec.get("distribution", "uniform"), f"{key}.distribution", DISTRIBUTIONS),
             offloads=_flag(c, spec.get("offloads", False), f"{key}.offloads"),
         )
     return links
@@ -207,12 +321,6 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
 def _flag(c: _Checker, value, key: str) -> bool:
     if not isinstance(value, bool):
         c.fail(key, f"expected true or false, got {value!r}")
-    return value
-
-
-def _choice(c: _Checker, value, key: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        c.fail(key, f"expected one of {', '.join(allowed)}, got {value!r}")
     return value
 
 
@@ -248,33 +356,107 @@ def _parse_topology(c: _Checker, value, links: dict) -> Topology:
     c.fail("topology.kind", f"expected flat or two_tier, got {kind!r}")
 
 
-def _parse_workload(c: _Checker, value, topology: Topology) -> tuple[OpSpec, ...]:
+def _parse_gpu(c: _Checker, value) -> Gpu:
+    c.mapping(value, "gpu", {"hbm", "flops"})
+    hbm = c.unit(parse_rate, value["hbm"], "gpu.hbm") / 8 if "hbm" in value else Gpu.hbm_Bps
+    return Gpu(hbm, c.unit(parse_flops, value["flops"], "gpu.flops") if "flops" in value else Gpu.flops)
+
+
+def _parse_workload(c: _Checker, value, topology: Topology, gpu: Gpu) -> tuple[tuple[OpSpec, ...], tuple]:
+    """Plain collectives ({op: ...}) and inference workloads ({tp_decode: {...}}, ...)."""
+    from workloads import KINDS
+    from workloads.base import Context, Entry
     if not isinstance(value, list) or not value:
-        c.fail("workload", "expected a list of {op, bytes, iters, warmup} entries")
-    ops = []
+        c.fail("workload", f"expected a list of {{op, bytes, iters, warmup}} or {{{' | '.join(KINDS)}: ...}} entries")
+    ops, entries = [], []
+    ctx = Context(topology.ranks, topology.domains, topology.ranks_per_domain, gpu.hbm_Bps, gpu.flops)
     for i, entry in enumerate(value):
         key = f"workload[{i}]"
-        c.mapping(entry, key, _OP_KEYS, required={"op", "bytes"})
-        op = entry["op"]
-        if op not in COLLECTIVES:
-            c.fail(f"{key}.op", f"unknown op {op!r}; expected one of {', '.join(sorted(COLLECTIVES))}")
-        coll = COLLECTIVES[op]
-        if topology.ranks < coll.min_ranks:
-            c.fail(f"{key}.op", f"{op} needs at least {coll.min_ranks} ranks, the topology has {topology.ranks}")
-        raw = entry["bytes"] if isinstance(entry["bytes"], list) else [entry["bytes"]]
-        if not raw:
-            c.fail(f"{key}.bytes", "expected a size or a non-empty list of sizes")
-        sizes = tuple(c.unit(parse_size, b, f"{key}.bytes") for b in raw)
-        splits = entry.get("splits", "even")
-        if splits not in ("even", "uneven") or (splits == "uneven" and op != "all_to_all"):
-            c.fail(f"{key}.splits", "expected even or uneven (uneven only for all_to_all)")
-        root = c.integer(entry.get("root", 0), f"{key}.root", 0, topology.ranks - 1)
-        if "root" in entry and op != "broadcast":
-            c.fail(f"{key}.root", "root applies to broadcast only")
-        ops.append(OpSpec(
-            op=op, sizes=sizes,
-            iters=c.integer(entry.get("iters", OpSpec.iters), f"{key}.iters", 1, 100000),
-            warmup=c.integer(entry.get("warmup", OpSpec.warmup), f"{key}.warmup", 0, 100000),
-            splits=splits, root=root,
-        ))
-    return tuple(ops)
+        if isinstance(entry, dict) and len(entry) == 1 and next(iter(entry)) in KINDS:
+            kind, spec = next(iter(entry.items()))
+            cls = KINDS[kind]
+            c.mapping(spec, f"{key}.{kind}", cls.keys, required=cls.required)
+            w = cls.parse(c, spec, f"{key}.{kind}", ctx)
+            entries.append(Entry(w.label, w, iters=c.integer(spec.get("steps", 4), f"{key}.{kind}.steps", 1, 10000),
+                                 warmup=c.integer(spec.get("warmup", 1), f"{key}.{kind}.warmup", 0, 10000),
+                                 config={kind: spec}))
+            continue
+        if isinstance(entry, dict) and "op" not in entry and len(entry) == 1:
+            c.fail(f"{key}.{next(iter(entry))}", f"unknown workload; expected op: or one of {', '.join(KINDS)}")
+        ops.append(_parse_op(c, entry, key, topology))
+    return tuple(ops), tuple(entries)
+
+
+def _parse_op(c: _Checker, entry, key: str, topology: Topology) -> OpSpec:
+    c.mapping(entry, key, _OP_KEYS, required={"op", "bytes"})
+    op = entry["op"]
+    if op not in COLLECTIVES:
+        c.fail(f"{key}.op", f"unknown op {op!r}; expected one of {', '.join(sorted(COLLECTIVES))}")
+    coll = COLLECTIVES[op]
+    if topology.ranks < coll.min_ranks:
+        c.fail(f"{key}.op", f"{op} needs at least {coll.min_ranks} ranks, the topology has {topology.ranks}")
+    raw = entry["bytes"] if isinstance(entry["bytes"], list) else [entry["bytes"]]
+    if not raw:
+        c.fail(f"{key}.bytes", "expected a size or a non-empty list of sizes")
+    sizes = tuple(c.unit(parse_size, b, f"{key}.bytes") for b in raw)
+    splits = entry.get("splits", "even")
+    if splits not in ("even", "uneven") or (splits == "uneven" and op != "all_to_all"):
+        c.fail(f"{key}.splits", "expected even or uneven (uneven only for all_to_all)")
+    root = c.integer(entry.get("root", 0), f"{key}.root", 0, topology.ranks - 1)
+    if "root" in entry and op != "broadcast":
+        c.fail(f"{key}.root", "root applies to broadcast only")
+    return OpSpec(
+        op=op, sizes=sizes,
+        iters=c.integer(entry.get("iters", OpSpec.iters), f"{key}.iters", 1, 100000),
+        warmup=c.integer(entry.get("warmup", OpSpec.warmup), f"{key}.warmup", 0, 100000),
+        splits=splits, root=root,
+    )
+
+
+_RANK_KEYS = {"rank", "delay", "distribution", "std", "shape"}
+_LINK_STRAGGLER_KEYS = {"link", "rate_factor", "extra_latency", "extra_jitter", "loss"}
+DELAY_DISTRIBUTIONS = ("fixed", "normal", "exponential", "pareto")
+
+
+def _parse_stragglers(c: _Checker, value, topology: Topology) -> tuple[Straggler, ...]:
+    if not isinstance(value, list):
+        c.fail("stragglers", "expected a list of {rank, delay, ...} or {link, rate_factor, ...} entries")
+    out: list[Straggler] = []
+    for i, spec in enumerate(value):
+        key = f"stragglers[{i}]"
+        if isinstance(spec, dict) and "link" in spec:
+            c.mapping(spec, key, _LINK_STRAGGLER_KEYS, required={"link"})
+            target, _, index = str(spec["link"]).partition(":")
+            limit = {"rank": topology.ranks, "domain": topology.domains if topology.inter else 0}.get(target, 0)
+            if not index.isdigit() or int(index) >= limit:
+                c.fail(f"{key}.link", f"expected rank:N (N < {topology.ranks})" +
+                       (f" or domain:N (N < {topology.domains}, a domain's uplink)" if topology.inter else "") +
+                       f", got {spec['link']!r}")
+            link = SlowLink(target, int(index),
+                            rate_factor=c.number(spec.get("rate_factor", 1), f"{key}.rate_factor", 1e-3, 1,
+                                                 "a factor in (0, 1] on the link's rate"),
+                            extra_latency_s=c.time(spec.get("extra_latency", 0), f"{key}.extra_latency"),
+                            extra_jitter_s=c.time(spec.get("extra_jitter", 0), f"{key}.extra_jitter"),
+                            loss=c.unit(parse_fraction, spec.get("loss", 0), f"{key}.loss"))
+            if any(isinstance(o, SlowLink) and (o.target, o.index) == (link.target, link.index) for o in out):
+                c.fail(f"{key}.link", f"{spec['link']} is already slowed by an earlier entry")
+            out.append(link)
+            continue
+        c.mapping(spec, key, _RANK_KEYS, required={"rank", "delay"})
+        ranks = tuple(range(topology.ranks)) if spec["rank"] == "all" else \
+            (c.integer(spec["rank"], f"{key}.rank", 0, topology.ranks - 1),)
+        dist = c.choice(spec.get("distribution", "fixed"), f"{key}.distribution", DELAY_DISTRIBUTIONS)
+        delay = c.time(spec["delay"], f"{key}.delay")
+        if delay <= 0:
+            c.fail(f"{key}.delay", "expected a delay > 0")
+        std = c.time(spec.get("std", 0), f"{key}.std")
+        if ("std" in spec) != (dist == "normal"):
+            c.fail(f"{key}.std", "std goes with distribution: normal (and it needs one)")
+        shape = c.number(spec["shape"], f"{key}.shape", 1.01, 100, "a pareto shape > 1 (so the mean delay exists)") \
+            if dist == "pareto" else 0.0
+        if "shape" in spec and dist != "pareto":
+            c.fail(f"{key}.shape", "shape goes with distribution: pareto")
+        if dist == "pareto" and "shape" not in spec:
+            c.fail(f"{key}.shape", "missing: distribution pareto needs a shape > 1")
+        out.append(SlowRank(ranks, delay, dist, std, shape))
+    return tuple(out)

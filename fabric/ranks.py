@@ -33,9 +33,22 @@ class RankResult:
     late_starts: int
 
 
+@dataclass(frozen=True)
+class RankWorkload:
+    """One rank's run of one inference workload entry: per iteration, each phase's end
+    (seconds after the agreed start; None where the rank takes no part)."""
+    rank: int
+    entry: int
+    ends_s: list[list[float | None]]
+    correct: bool
+    late_starts: int
+
+
 def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_timeout_s: float,
-        margin_s: float) -> list[RankResult]:
-    """Run `jobs` (the same op list for every rank) and return every rank's results."""
+        margin_s: float, workloads: list[dict] = (), delays: dict | None = None,
+        seed: int = 0) -> tuple[list[RankResult], list[RankWorkload]]:
+    """Run `jobs` (the same op list for every rank), then `workloads`, and return every rank's
+    results.  delays: rank -> its delay laws (collectives.delays), emulated seconds."""
     import torch  # noqa: F401  (imported once here, inherited by every forked rank)
     import torch.distributed  # noqa: F401
     from collectives import rank as rank_main
@@ -46,7 +59,8 @@ def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_ti
     try:
         for host in plan.hosts:
             job = {"rank": host.rank, "world": plan.ranks, "master": plan.hosts[0].ip, "port": PORT,
-                   "timeout_s": op_timeout_s, "margin_s": margin_s, "ops": jobs,
+                   "timeout_s": op_timeout_s, "margin_s": margin_s, "ops": jobs, "workloads": list(workloads),
+                   "delays": (delays or {}).get(host.rank, []), "seed": seed * 1009 + host.rank,
                    "out": str(workdir / f"rank{host.rank}.json")}
             env = {"GLOO_SOCKET_IFNAME": plan.host_intf(host.rank), "OMP_NUM_THREADS": "1"}
             pids[emu.fork(host.rank, _child(rank_main.run_job, job, clock, env, workdir / f"rank{host.rank}.log"),
@@ -54,12 +68,14 @@ def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_ti
         _wait(pids, workdir, timeout_s)
     finally:
         emu.reap(list(pids))
-    out = []
+    out, wl = [], []
     for host in plan.hosts:
         data = json.loads((workdir / f"rank{host.rank}.json").read_text())
         out += [RankResult(host.rank, r["op"], r["bytes"], r["times_s"], r["correct"], r["late_starts"])
                 for r in data["results"]]
-    return out
+        wl += [RankWorkload(host.rank, r["entry"], r["ends_s"], r["correct"], r["late_starts"])
+               for r in data["workloads"]]
+    return out, wl
 
 
 def _child(fn, job: dict, clock, env: dict, log: Path):

@@ -27,7 +27,13 @@ def header(doc: dict) -> list[str]:
 
 
 def table(doc: dict) -> str:
-    lines = header(doc)
+    return "\n".join(header(doc) + ops_table(doc) + workloads_table(doc) + stragglers_table(doc))
+
+
+def ops_table(doc: dict) -> list[str]:
+    if not doc["results"]:
+        return []
+    lines = []
     current = None
     for r in doc["results"]:
         if r["op"] != current:
@@ -47,7 +53,7 @@ def table(doc: dict) -> str:
     late = sum(r["late_starts"] for r in doc["results"])
     lines.append(f"# results: {len(doc['results'])} op/size pairs, {wrong} wrong"
                  + (f", {late} late rank starts (times include the lateness)" if late else ""))
-    return "\n".join(lines)
+    return lines
 
 
 def _g(x: float) -> str:
@@ -57,3 +63,49 @@ def _g(x: float) -> str:
 
 def _t(us: float) -> str:
     return f"{us:.1f}" if us >= 100 else f"{us:.4g}"
+
+
+def workloads_table(doc: dict) -> list[str]:
+    """Inference workloads: iteration (slowest rank) emulated and real, the α-β model, and
+    each kind's own figures on the real fabric (workloads/*.py: describe)."""
+    from workloads import KINDS
+    if not doc.get("workloads"):
+        return []
+    lines = ["#", "# inference workloads: iteration = slowest rank's end; real = emulated / k",
+             f"#{'iteration p50':>14} {'p99':>10} {'real p50':>12} {'real p99':>12} {'model':>10} {'meas/':>6} "
+             f"{'check':>5}  workload",
+             f"#{'(ms)':>14} {'(ms)':>10} {'(us)':>12} {'(us)':>12} {'(ms)':>10} {'model':>6} {'':>5}"]
+    for w in doc["workloads"]:
+        it, real = w["iteration_us"], w["projected_iteration_us"]
+        ratio = f"{w['measured_over_model']:.2f}" if w["measured_over_model"] else "-"
+        lines.append(f"{it['p50'] / 1e3:>15.2f} {it['p99'] / 1e3:>10.2f} {_t(real['p50']):>12} {_t(real['p99']):>12} "
+                     f"{w['model_iteration_us'] / 1e3:>10.2f} {ratio:>6} {'ok' if w['correct'] else 'WRONG':>5}  "
+                     f"{w['label']}")
+        lines.append(f"{'':>16}-> {KINDS[w['kind']].describe(w['figures'])}")
+    return lines
+
+
+def stragglers_table(doc: dict) -> list[str]:
+    """The straggler run against its baseline: added time and ratio at p50/p95/p99, the skew
+    (own time - fastest rank's) and which rank finished last most often."""
+    s = doc.get("stragglers")
+    if not s:
+        return []
+    lines = ["#", "# stragglers: " + "; ".join(s["entries"]),
+             "# real us (emulated / k); baseline = the same workload without stragglers, in this invocation",
+             f"#{'base p50':>11} {'slow p50':>10} {'x p50':>6} {'base p99':>10} {'slow p99':>10} {'x p99':>6} "
+             f"{'+p99':>10} {'last':>9}  what"]
+    for r in s["slowdown"]:
+        b, sl, x, add = r["baseline_us"], r["straggler_us"], r["ratio"], r["added_us"]
+        counts = r["last_counts"]
+        last = max(range(len(counts)), key=counts.__getitem__)
+        lines.append(f"{_t(b['p50']):>12} {_t(sl['p50']):>10} {_x(x['p50']):>6} {_t(b['p99']):>10} "
+                     f"{_t(sl['p99']):>10} {_x(x['p99']):>6} {_t(add['p99']):>10} "
+                     f"{f'r{last} {counts[last]}/{sum(counts)}':>9}  {r['name']}")
+        skew = [f"r{i} {v:.3g}" for i, v in enumerate(r["skew_us"]) if v is not None]
+        lines.append(f"{'':>12} skew us (own - fastest, mean): {', '.join(skew)}")
+    return lines
+
+
+def _x(ratio) -> str:
+    return f"{ratio:.2f}" if ratio is not None else "-"

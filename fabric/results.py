@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from collectives import COLLECTIVES
 from fabric.model import predict
 from fabric.plan import Plan
-from fabric.ranks import RankResult
+from fabric.ranks import RankResult, RankWorkload
+from fabric.stats import summary
 
 SCHEMA = 1
 
@@ -41,14 +41,8 @@ class Result:
     correct: bool
     late_starts: int         # iterations some rank began after the agreed start
     rank_time_us: list       # per rank, per iteration (emulated µs)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    xs = sorted(values)
-    pos = (len(xs) - 1) * q / 100
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+    skew_us: list            # per rank: mean over iterations of its time - the fastest rank's (real µs)
+    last_counts: list        # per rank: iterations in which it finished last
 
 
 def summarize(plan: Plan, spec_of: dict, rank_results: list[RankResult]) -> list[Result]:
@@ -63,8 +57,7 @@ def summarize(plan: Plan, spec_of: dict, rank_results: list[RankResult]) -> list
         coll = COLLECTIVES[op]
         iters = len(per_rank[0].times_s)
         slowest = [max(rr.times_s[i] for rr in per_rank) for i in range(iters)]
-        stats = {name: percentile(slowest, q) * 1e6
-                 for name, q in (("min", 0), ("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))}
+        stats = summary(slowest, 1e6)
         algbw = nbytes / (stats["p50"] * 1e-6) / 1e9
         busbw = algbw * coll.bus_factor(n)
         pred = predict(plan, coll.schedule(n, nbytes, spec_of[(op, nbytes)]))
@@ -78,11 +71,96 @@ def summarize(plan: Plan, spec_of: dict, rank_results: list[RankResult]) -> list
             measured_over_model=stats["p50"] / model_us if model_us > 0 else float("nan"),
             correct=all(rr.correct for rr in per_rank), late_starts=sum(rr.late_starts for rr in per_rank),
             rank_time_us=[[t * 1e6 for t in rr.times_s] for rr in per_rank],
+            **skew([rr.times_s for rr in per_rank], k),
         ))
     return out
 
 
-def document(plan: Plan, results: list[Result], netem: str, extra: dict | None = None) -> dict:
+def skew(per_rank: list[list[float | None]], k: float) -> dict:
+    """DeepSpeed-style skew: per rank, the mean of (own time - fastest rank's time) over the
+    iterations, real µs; and how often each rank finished last.  None = not taking part."""
+    n, iters = len(per_rank), len(per_rank[0])
+    total, last = [0.0] * n, [0] * n
+    for i in range(iters):
+        times = [(t[i], r) for r, t in enumerate(per_rank) if t[i] is not None]
+        fastest = min(t for t, _ in times)
+        for t, r in times:
+            total[r] += t - fastest
+        last[max(times)[1]] += 1
+    return {"skew_us": [x / iters / k * 1e6 if per_rank[r][0] is not None else None for r, x in enumerate(total)],
+            "last_counts": last}
+
+
+def summarize_workloads(plan: Plan, entries, rank_runs: list[RankWorkload]) -> list[dict]:
+    """Per inference workload entry: the iteration (slowest rank), each phase label's time,
+    the α-β prediction, the kind's own figures on the real fabric (workloads/*.py: figures),
+    and per-rank skew."""
+    from workloads.base import Timings
+    k, out = plan.scale, []
+    for i, entry in enumerate(entries):
+        per_rank = sorted((r for r in rank_runs if r.entry == i), key=lambda r: r.rank)
+        w, iters = entry.workload, len(per_rank[0].ends_s)
+        phases = w.phases(plan.ranks)
+        iteration, by_label = [], {}
+        own = [[max((e for e in r.ends_s[it] if e is not None), default=None) for it in range(iters)]
+               for r in per_rank]
+        for it in range(iters):
+            ends = [max((r.ends_s[it][p] for r in per_rank if r.ends_s[it][p] is not None), default=None)
+                    for p in range(len(phases))]
+            previous, sums = 0.0, {}
+            for p, end in zip(phases, ends):
+                if end is None:
+                    continue
+                sums[p.label] = sums.get(p.label, 0.0) + max(0.0, end - previous)
+                previous = end
+            iteration.append(max(e for e in ends if e is not None))
+            for label, v in sums.items():
+                by_label.setdefault(label, []).append(v)
+        t = Timings(k, iteration, by_label)
+        model = model_iteration(plan, w, phases)
+        stats = summary(iteration, 1e6)
+        out.append({
+            "kind": w.kind, "label": entry.label, "config": entry.config, "ranks": plan.ranks, "iters": iters,
+            "iteration_us": stats, "projected_iteration_us": {q: v / k for q, v in stats.items()},
+            "phases_us": {label: summary(v, 1e6 / k)["p50"] for label, v in by_label.items()},
+            "model_iteration_us": model * 1e6, "measured_over_model": stats["p50"] / (model * 1e6) if model else None,
+            "figures": w.figures(t), "correct": all(r.correct for r in per_rank),
+            "late_starts": sum(r.late_starts for r in per_rank),
+            "rank_time_us": [[x * 1e6 if x is not None else None for x in o] for o in own], **skew(own, k),
+        })
+    return out
+
+
+def model_iteration(plan: Plan, w, phases) -> float:
+    """α-β of one iteration, emulated seconds: compute waits as given, each communication
+    phase by fabric.model.predict; the kind combines them (in sequence unless it overlaps)."""
+    from workloads.base import Compute, steps_of
+    times = [p.seconds * plan.scale if isinstance(p, Compute) else
+             (predict(plan, steps_of(p)).time_s if steps_of(p) else 0.0) for p in phases]
+    return w.model_iteration(times) if hasattr(w, "model_iteration") else sum(times)
+
+
+def slowdown(baseline: dict, straggled: dict) -> list[dict]:
+    """Per op/size and per workload: the straggler run against the baseline run of the same
+    invocation (real µs and ratios at p50, p95, p99) with the straggler run's skew."""
+    k = straggled["scale"]
+    pairs = [(f"{a['op']} {a['bytes']} B", a["time_us"], b["time_us"], b)
+             for a, b in zip(baseline["results"], straggled["results"])]
+    pairs += [(a["label"], a["iteration_us"], b["iteration_us"], b)
+              for a, b in zip(baseline["workloads"], straggled["workloads"])]
+    out = []
+    for name, base, slow, rec in pairs:
+        out.append({"name": name,
+                    "baseline_us": {q: base[q] / k for q in ("p50", "p95", "p99")},
+                    "straggler_us": {q: slow[q] / k for q in ("p50", "p95", "p99")},
+                    "added_us": {q: (slow[q] - base[q]) / k for q in ("p50", "p95", "p99")},
+                    "ratio": {q: slow[q] / base[q] if base[q] else None for q in ("p50", "p95", "p99")},
+                    "skew_us": rec["skew_us"], "last_counts": rec["last_counts"]})
+    return out
+
+
+def document(plan: Plan, results: list[Result], netem: str, extra: dict | None = None,
+             workloads: list[dict] = ()) -> dict:
     """The results.json document (schema 1, see README)."""
     prof = plan.profile
     return {
@@ -92,6 +170,7 @@ def document(plan: Plan, results: list[Result], netem: str, extra: dict | None =
         "emulation": {"netem": netem, "ranks": plan.ranks, "topology": prof.topology.kind,
                       "domains": prof.topology.domains, "run_id": plan.prefix, **(extra or {})},
         "results": [asdict(r) for r in results],
+        "workloads": list(workloads),
     }
 
 

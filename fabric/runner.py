@@ -49,15 +49,41 @@ def jobs(profile: Profile, n: int) -> tuple[list[dict], dict]:
     return out, spec_of
 
 
+def workload_jobs(profile: Profile, plan: Plan) -> list[dict]:
+    """What every rank runs for the inference workloads: phases, iterations, k."""
+    return [{"entry": i, "phases": e.workload.phases(plan.ranks), "iters": e.iters, "warmup": e.warmup,
+             "k": plan.scale} for i, e in enumerate(profile.workloads)]
+
+
+def delay_laws(profile: Profile, k: float) -> dict[int, list[tuple]]:
+    """rank -> its lateness laws (collectives.delays), emulated seconds."""
+    from fabric.profile import SlowRank
+    laws: dict[int, list[tuple]] = {}
+    for s in profile.stragglers:
+        if isinstance(s, SlowRank):
+            for r in s.ranks:
+                laws.setdefault(r, []).append((s.distribution, s.delay_s * k, s.std_s * k, s.shape))
+    return laws
+
+
 def sizing(plan: Plan, job_list: list[dict], spec_of: dict) -> Sizing:
-    n = plan.ranks
+    """Time limits from the α-β prediction of every op and workload iteration (x 5, and
+    x 20 for a single gloo wait), plus the stragglers' delays (a single wait: at their cap)."""
+    from collectives.delays import CAP
+    from workloads.base import COMMUNICATION
+    n, profile = plan.ranks, plan.profile
     margin = 0.005   # ranks wake from a shared-memory barrier; doubled by a rank that was late
+    late = sum(law[1] for laws in delay_laws(profile, plan.scale).values() for law in laws)
     total, longest = 0.0, 0.0
-    for job in job_list:
-        t = predict(plan, COLLECTIVES[job["op"]].schedule(n, job["bytes"], spec_of[(job["op"], job["bytes"])])).time_s
+    iterations = [(job["warmup"] + job["iters"],
+                   predict(plan, COLLECTIVES[job["op"]].schedule(n, job["bytes"], spec_of[(job["op"], job["bytes"])]))
+                   .time_s, 1) for job in job_list]
+    iterations += [(e.warmup + e.iters, results.model_iteration(plan, e.workload, e.workload.phases(n)),
+                    sum(isinstance(p, COMMUNICATION) for p in e.workload.phases(n))) for e in profile.workloads]
+    for count, t, calls in iterations:
         longest = max(longest, t)
-        total += (job["warmup"] + job["iters"]) * (5 * t + 2 * margin + 0.05)
-    return Sizing(margin, op_timeout_s=30 + 20 * longest, run_timeout_s=120 + total)
+        total += count * (5 * t + 5 * calls * late + 2 * margin + 0.05)
+    return Sizing(margin, op_timeout_s=30 + 20 * longest + CAP * late, run_timeout_s=120 + total)
 
 
 def check_host_tools() -> None:
@@ -82,9 +108,24 @@ def check_host(profile: Profile) -> str:
 
 
 def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None = None) -> dict:
-    """Build, run, tear down; return the results document.  Raises ranks.RankError on failure."""
+    """Build, run, tear down; return the results document.  Raises ranks.RankError on failure.
+    A profile with stragglers runs twice, first without them: the baseline of its slowdown."""
+    if not profile.stragglers:
+        return _execute_once(profile, k, netem, log, keep)
+    log(f"fabric: baseline run without the {len(profile.stragglers)} stragglers")
+    baseline = _execute_once(profile.without_stragglers(), k, netem, log, keep and keep / "baseline")
+    log("fabric: run with the stragglers: " + "; ".join(s.label for s in profile.stragglers))
+    doc = _execute_once(profile, k, netem, log, keep)
+    doc["stragglers"] = {"entries": [s.label for s in profile.stragglers],
+                         "baseline": {"results": baseline["results"], "workloads": baseline["workloads"]},
+                         "slowdown": results.slowdown(baseline, doc)}
+    return doc
+
+
+def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None) -> dict:
     plan = build(profile, k, run_id=new_run_id())
     job_list, spec_of = jobs(profile, plan.ranks)
+    wl_jobs = workload_jobs(profile, plan)
     bounds = sizing(plan, job_list, spec_of)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -93,13 +134,15 @@ def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None
             log(f"fabric: building {plan.ranks} hosts, {len(plan.switches)} bridges, "
                 f"{len(plan.shapers)} shaped link directions ({plan.prefix})")
             with Emulation(plan) as emu:
-                log(f"fabric: running {len(job_list)} op/size pairs on {plan.ranks} gloo ranks "
-                    f"(time limit {bounds.run_timeout_s:.0f} s)")
-                rank_results = ranks.run(emu, job_list, workdir, bounds.run_timeout_s, bounds.op_timeout_s,
-                                         bounds.margin_s)
+                log(f"fabric: running {len(job_list)} op/size pairs and {len(wl_jobs)} workloads on {plan.ranks} "
+                    f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
+                rank_results, rank_workloads = ranks.run(
+                    emu, job_list, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
+                    workloads=wl_jobs, delays=delay_laws(profile, k), seed=profile.seed)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    doc = results.document(plan, results.summarize(plan, spec_of, rank_results), netem)
+    doc = results.document(plan, results.summarize(plan, spec_of, rank_results), netem,
+                           workloads=results.summarize_workloads(plan, profile.workloads, rank_workloads))
     doc["links"] = [{"name": l.name, "rate_bps": l.rate_bps, "latency_s": l.latency_s, "jitter_s": l.jitter_s,
                      "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
                      "emulated_latency_s": plan.emulated(l).latency_s}

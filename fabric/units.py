@@ -43,6 +43,16 @@ def parse_rate(text) -> float:
     return bits
 
 
+def parse_flops(text) -> float:
+    """'989TFLOPS' (or TFLOP/s) -> 9.89e14 FLOP/s."""
+    what = "a compute rate such as 989TFLOPS"
+    value, unit = _split(text, what)
+    m = re.fullmatch(r"([kKMGTP]?)FLOP(S|/s)", unit)
+    if not m or value <= 0:
+        raise UnitError(f"expected {what}, got {text!r}")
+    return value * {"P": 1e15, **_PREFIX}[m.group(1)]
+
+
 def parse_time(text) -> float:
     """'1.5us' -> 1.5e-6 s.  A bare 0 is accepted (no latency)."""
     what = "a time such as 2us, 1.5ms or 0"

@@ -10,7 +10,8 @@ from fabric import report
 from fabric.plan import build
 from fabric.profile import parse
 from fabric.ranks import RankResult
-from fabric.results import document, percentile, summarize, write
+from fabric.results import document, summarize, write
+from fabric.stats import percentile
 
 
 def test_percentile_matches_linear_interpolation():

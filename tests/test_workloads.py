@@ -4,7 +4,7 @@ import random
 import pytest
 
 from fabric.models import PRESETS, combine_bytes, dispatch_bytes, tp_allreduce_bytes
-from workloads.base import AllReduce, Compute, consecutive_groups
+from workloads.base import AllReduce, Compute, Transfer, consecutive_groups
 from workloads.ep_moe import EpMoe, Routing, parse_routing, pick
 from workloads.kv_transfer import KvTransfer, reshard
 from workloads.pp import Pipeline, bubble_fraction
@@ -96,8 +96,9 @@ def test_kv_reshard_pairs_equal_shares_and_splits_unequal_ones():
     flows = reshard(900, (0, 1), (4, 5, 6))
     assert sum(b for *_, b in flows) == 900
     assert set(flows) == {(0, 4, 300), (0, 5, 150), (1, 5, 150), (1, 6, 300)}
-    layered = KvTransfer(L70, 128, (0,), (4,), chunk="layer").phases(8)
+    layered = [p for p in KvTransfer(L70, 128, (0,), (4,), chunk="layer").phases(8) if isinstance(p, Transfer)]
     assert len(layered) == 80 and sum(f[2] for p in layered for f in p.flows) == 128 * 327680
+    assert all(p.overlap for p in layered)
 
 
 def test_pp_handoff_and_bubble():

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from fabric.models import Model, combine_bytes, dispatch_bytes
-from workloads.base import AllToAll, Phase
+from workloads.base import AllToAll, Phase, Timings
+
+KEYS = {"model", "tokens", "ep", "routing", "dispatch_dtype", "combine_dtype", "seed", "steps", "warmup"}
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,29 @@ class EpMoe:
     dispatch_dtype: str = "fp8"
     combine_dtype: str = "bf16"
     seed: int = 0
-    steps: int = 4           # MoE layers measured (iterations)
 
     kind = "ep_moe"
+    keys = KEYS
+    required = {"model", "tokens", "ep"}
+
+    @classmethod
+    def parse(cls, c, spec: dict, key: str, ctx) -> "EpMoe":
+        model = c.model(spec["model"], f"{key}.model")
+        if not model.moe:
+            c.fail(f"{key}.model", f"{model.name} has no experts; ep_moe needs a MoE model")
+        ep = c.integer(spec["ep"], f"{key}.ep", 2, min(ctx.world, model.experts))
+        try:
+            routing = parse_routing(spec.get("routing", "uniform"), model.experts)
+        except ValueError as exc:
+            c.fail(f"{key}.routing", str(exc))
+        return cls(model, tokens=c.integer(spec["tokens"], f"{key}.tokens", 1, 1 << 16), ep=ep, routing=routing,
+                   dispatch_dtype=c.dtype(spec.get("dispatch_dtype", "fp8"), f"{key}.dispatch_dtype"),
+                   combine_dtype=c.dtype(spec.get("combine_dtype", "bf16"), f"{key}.combine_dtype"),
+                   seed=c.integer(spec.get("seed", 0), f"{key}.seed", 0))
+
+    @property
+    def label(self) -> str:
+        return f"ep_moe {self.model.name} ep{self.ep} {self.tokens} tokens {self.routing}"
 
     @cached_property
     def picks(self) -> list[list[int]]:
@@ -119,3 +141,20 @@ class EpMoe:
         dispatch, combine = self.matrices()
         return [AllToAll("dispatch", ranks, tuple(map(tuple, dispatch))),
                 AllToAll("combine", ranks, tuple(map(tuple, combine)))]
+
+    def figures(self, t: Timings) -> dict:
+        """Per MoE layer dispatch and combine (real), the imbalance, and what every MoE layer
+        of one decode step (= one output token per sequence) costs in all-to-all time."""
+        d, c = t.phases["dispatch"], t.phases["combine"]
+        dispatch, combine = self.matrices()
+        return {"dispatch_us": {"p50": t.real(d) * 1e6, "p99": t.real(d, 99) * 1e6},
+                "combine_us": {"p50": t.real(c) * 1e6, "p99": t.real(c, 99) * 1e6},
+                "imbalance": self.imbalance(), "moe_layers": self.model.moe_layers,
+                "per_token_us": (t.real(d) + t.real(c)) * self.model.moe_layers * 1e6,
+                "dispatch_bytes": sum(map(sum, dispatch)), "combine_bytes": sum(map(sum, combine))}
+
+    @staticmethod
+    def describe(f: dict) -> str:
+        return (f"dispatch p50 {f['dispatch_us']['p50']:.2f} us (p99 {f['dispatch_us']['p99']:.2f}), combine p50 "
+                f"{f['combine_us']['p50']:.2f} us (p99 {f['combine_us']['p99']:.2f}); imbalance {f['imbalance']:.2f} "
+                f"(max/mean); x {f['moe_layers']} MoE layers = {f['per_token_us']:,.1f} us per token")

@@ -3,14 +3,16 @@
 Every rank creates every process group, in the same order (torch.distributed requires it),
 then per iteration: Compute waits its seconds x k (the emulated math), AllReduce runs in the
 rank's group, AllToAll is one all_to_all_single of bytes (uint8, uneven splits), Transfer is
-isend/irecv of the flows touching this rank.  Each phase's end time is recorded relative to
-the iteration's agreed start; buffers carry the sender's rank so every phase is checked.
+isend/irecv of the flows touching this rank (overlapped: the sends complete in the background
+until a Drain; receives are always waited for, the receiver needs the data).  Each phase's
+end time is recorded relative to the iteration's agreed start; buffers carry the sender's
+rank so every phase is checked.
 """
 from __future__ import annotations
 
 import time
 
-from workloads.base import AllReduce, AllToAll, Compute, Group, Phase, Transfer
+from workloads.base import COMMUNICATION, AllReduce, AllToAll, Compute, Drain, Group, Phase, Transfer
 
 
 def groups_of(phases: list[Phase]) -> list[Group]:
@@ -46,6 +48,8 @@ def prepare(torch, rank: int, p: Phase) -> dict | None:
         expect = torch.cat([torch.full((b,), s % 251, dtype=torch.uint8) for s, b in zip(p.ranks, recv)])
         return {"group": p.ranks, "in": torch.full((sum(send),), rank % 251, dtype=torch.uint8),
                 "out": torch.empty(sum(recv), dtype=torch.uint8), "send": send, "recv": recv, "expect": expect}
+    if isinstance(p, Drain):
+        return {} if rank in p.ranks else None
     if isinstance(p, Transfer):
         # a rank's share for itself (prefill and decode on one rank) stays in its memory
         mine = [(i, s, d, b) for i, (s, d, b) in enumerate(p.flows) if rank in (s, d) and s != d]
@@ -56,8 +60,9 @@ def prepare(torch, rank: int, p: Phase) -> dict | None:
     raise TypeError(f"unknown phase {p!r}")
 
 
-def run_phase(torch, dist, p: Phase, st: dict, groups: dict, k: float) -> bool:
-    """Run one phase; True when what arrived is what was sent."""
+def run_phase(torch, dist, p: Phase, st: dict, groups: dict, k: float, pending: list) -> bool:
+    """Run one phase; True when what arrived is what was sent.  Sends of an overlapped
+    Transfer go on in the background (`pending`) until a Drain."""
     if isinstance(p, Compute):
         end = time.monotonic() + p.seconds * k
         while (left := end - time.monotonic()) > 0:
@@ -71,7 +76,14 @@ def run_phase(torch, dist, p: Phase, st: dict, groups: dict, k: float) -> bool:
         st["out"].zero_()
         dist.all_to_all_single(st["out"], st["in"], st["recv"], st["send"], group=groups[st["group"]])
         return bool(torch.equal(st["out"], st["expect"]))
+    if isinstance(p, Drain):
+        while pending:
+            pending.pop().wait()
+        return True
     works = [dist.isend(buf, dst, tag=i) for dst, i, buf in st["sends"]]
+    if p.overlap:
+        pending += works
+        works = []
     for _, _, buf in st["recvs"]:
         buf.fill_(255)
     works += [dist.irecv(buf, src, tag=i) for src, i, buf in st["recvs"]]
@@ -81,13 +93,18 @@ def run_phase(torch, dist, p: Phase, st: dict, groups: dict, k: float) -> bool:
 
 
 def run_iteration(torch, dist, phases: list[Phase], states: list, groups: dict, k: float,
-                  start: float) -> tuple[list[float | None], bool]:
-    """Phase end times (s after start; None where this rank takes no part) and correctness."""
-    ends, ok = [], True
+                  start: float, delays=None) -> tuple[list[float | None], bool]:
+    """Phase end times (s after start; None where this rank takes no part) and correctness.
+    `delays` (collectives.delays) makes this rank late to each communication phase."""
+    ends, ok, pending = [], True, []
     for p, st in zip(phases, states):
         if st is None:
             ends.append(None)
             continue
-        ok &= run_phase(torch, dist, p, st, groups, k)
+        if delays and isinstance(p, COMMUNICATION):
+            delays.wait()
+        ok &= run_phase(torch, dist, p, st, groups, k, pending)
         ends.append(time.monotonic() - start)
+    for w in pending:   # a workload without a Drain: nothing may outlive the iteration
+        w.wait()
     return ends, ok

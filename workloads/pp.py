@@ -1,14 +1,21 @@
 """pp: pipeline parallelism, activations handed from stage to stage per microbatch.
 
-`stages` consecutive ranks form the pipeline; the batch is cut into `microbatches`, and each
-stage boundary carries (batch / microbatches) x seq x hidden x 2 B per microbatch.  With a
-GPipe schedule the ideal idle share (bubble) is (stages - 1) / (microbatches + stages - 1).
+`stages` consecutive ranks form the pipeline (GPipe forward, as prefill runs it); the batch
+is cut into `microbatches`, and each stage boundary carries (batch / microbatches) x seq x
+hidden x 2 B per microbatch.  A stage's math per microbatch is a roofline (the stage's
+weights read once, or 2 x weights x tokens FLOPs if that takes longer), or `stage_time`.
+A stage sends a microbatch on and starts the next one while it travels.  With no
+communication cost the idle share (bubble) is (stages - 1) / (microbatches + stages - 1).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fabric.models import Model, activation_bytes
+from fabric.models import DTYPE_BYTES, Model, activation_bytes
+from fabric.stats import percentile
+from workloads.base import Compute, Drain, Phase, Timings, Transfer
+
+KEYS = {"model", "batch", "seq", "stages", "microbatches", "dtype", "stage_time", "steps", "warmup"}
 
 
 def bubble_fraction(stages: int, microbatches: int) -> float:
@@ -23,9 +30,34 @@ class Pipeline:
     stages: int
     microbatches: int
     dtype: str = "bf16"
-    steps: int = 4
+    stage_time: float = 0.0  # real seconds of one stage's math on one microbatch
 
     kind = "pp"
+    keys = KEYS
+    required = {"model", "batch", "seq", "stages", "microbatches"}
+
+    @classmethod
+    def parse(cls, c, spec: dict, key: str, ctx) -> "Pipeline":
+        model = c.model(spec["model"], f"{key}.model")
+        stages = c.integer(spec["stages"], f"{key}.stages", 2, min(ctx.world, model.layers))
+        micro = c.integer(spec["microbatches"], f"{key}.microbatches", 1, 1024)
+        batch = c.integer(spec["batch"], f"{key}.batch", 1, 1 << 20)
+        if batch % micro:
+            c.fail(f"{key}.microbatches", f"expected a divisor of batch {batch}, got {micro}")
+        stage_time = c.time(spec.get("stage_time", 0), f"{key}.stage_time")
+        dtype = c.dtype(spec.get("dtype", "bf16"), f"{key}.dtype")
+        seq = c.integer(spec["seq"], f"{key}.seq", 1, 1 << 20)
+        if not stage_time:
+            if model.mla or model.moe:
+                c.fail(f"{key}.stage_time", f"missing: {model.name} is not a dense GQA model, so a stage's math "
+                                            f"has no roofline here; give stage_time")
+            weights = model.layer_weights() * model.layers / stages
+            stage_time = max(weights * DTYPE_BYTES[dtype] / ctx.hbm_Bps, 2 * weights * batch // micro * seq / ctx.flops)
+        return cls(model, batch, seq, stages, micro, dtype, stage_time)
+
+    @property
+    def label(self) -> str:
+        return f"pp {self.model.name} {self.stages} stages x {self.microbatches} microbatches"
 
     @property
     def handoff_bytes(self) -> int:
@@ -35,3 +67,31 @@ class Pipeline:
     @property
     def ideal_bubble(self) -> float:
         return bubble_fraction(self.stages, self.microbatches)
+
+    def phases(self, world: int) -> list[Phase]:
+        out: list[Phase] = []
+        for _ in range(self.microbatches):
+            for s in range(self.stages):
+                out.append(Compute("stage", self.stage_time, (s,)))
+                if s + 1 < self.stages:
+                    out.append(Transfer("handoff", ((s, s + 1, self.handoff_bytes),), overlap=True))
+        return out + [Drain("drain", tuple(range(self.stages)))]
+
+    def model_iteration(self, times: list[float]) -> float:
+        """GPipe forward with sends overlapping the next microbatch's math: the first microbatch
+        crosses every stage and boundary, the others follow one per max(math, hand-off)."""
+        c = next(t for p, t in zip(self.phases(0), times) if isinstance(p, Compute))
+        h = next(t for p, t in zip(self.phases(0), times) if isinstance(p, Transfer))
+        return self.stages * c + (self.stages - 1) * h + (self.microbatches - 1) * max(c, h)
+
+    def figures(self, t: Timings) -> dict:
+        busy = self.microbatches * self.stage_time * t.k
+        bubble = [1 - busy / x for x in t.iteration]
+        return {"bubble": percentile(bubble, 50), "bubble_ideal": self.ideal_bubble,
+                "handoff_bytes": self.handoff_bytes, "stage_us": self.stage_time * 1e6,
+                "iteration_us": {"p50": t.real(t.iteration) * 1e6, "p99": t.real(t.iteration, 99) * 1e6}}
+
+    @staticmethod
+    def describe(f: dict) -> str:
+        return (f"bubble {f['bubble']:.1%} measured vs {f['bubble_ideal']:.1%} (stages-1)/(microbatches+stages-1); "
+                f"{f['handoff_bytes']:,} B hand-offs, {f['stage_us']:,.1f} us math per stage and microbatch")

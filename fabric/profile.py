@@ -452,11 +452,9 @@ def _parse_stragglers(c: _Checker, value, topology: Topology) -> tuple[Straggler
         std = c.time(spec.get("std", 0), f"{key}.std")
         if ("std" in spec) != (dist == "normal"):
             c.fail(f"{key}.std", "std goes with distribution: normal (and it needs one)")
+        if ("shape" in spec) != (dist == "pareto"):
+            c.fail(f"{key}.shape", "shape goes with distribution: pareto (and it needs a shape > 1)")
         shape = c.number(spec["shape"], f"{key}.shape", 1.01, 100, "a pareto shape > 1 (so the mean delay exists)") \
             if dist == "pareto" else 0.0
-        if "shape" in spec and dist != "pareto":
-            c.fail(f"{key}.shape", "shape goes with distribution: pareto")
-        if dist == "pareto" and "shape" not in spec:
-            c.fail(f"{key}.shape", "missing: distribution pareto needs a shape > 1")
         out.append(SlowRank(ranks, delay, dist, std, shape))
     return tuple(out)

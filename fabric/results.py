@@ -19,7 +19,7 @@ from fabric.plan import Plan
 from fabric.ranks import RankResult, RankWorkload
 from fabric.stats import summary
 
-SCHEMA = 1
+SCHEMA = 2
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ def test_uneven_all_to_all_is_correct(flat_run):
 
 def test_results_files_and_table(flat_run):
     doc, proc = flat_run
-    assert doc["schema"] == 1 and doc["emulation"] == dict(doc["emulation"], netem="none", ranks=4)
+    assert doc["schema"] == 2 and doc["emulation"] == dict(doc["emulation"], netem="none", ranks=4)
     for r in doc["results"]:
         assert set(r["time_us"]) == {"min", "p50", "p95", "p99", "max"}
         assert r["time_us"]["min"] <= r["time_us"]["p50"] <= r["time_us"]["p99"] <= r["time_us"]["max"]

@@ -43,7 +43,7 @@ def test_iteration_time_is_the_slowest_rank_and_metrics_follow():
     assert r["bus_efficiency"] == pytest.approx(r["busbw_GBps"] / r["link_GBps"])
     assert r["measured_over_model"] == pytest.approx(0.020 / (r["model_time_us"] * 1e-6))
     assert r["late_starts"] == 1 and r["correct"] and len(r["rank_time_us"]) == 2
-    assert doc["schema"] == 1 and doc["scale"] == 10.0 and doc["emulation"]["netem"] == "none"
+    assert doc["schema"] == 2 and doc["scale"] == 10.0 and doc["emulation"]["netem"] == "none"
 
 
 def test_a_wrong_rank_makes_the_result_wrong():
@@ -64,3 +64,38 @@ def test_table_reads_like_nccl_tests():
     text = report.table(_doc())
     for word in ("size", "count", "type", "time", "algbw", "busbw", "busEff", "model", "real:time", "scale k = 10"):
         assert word in text
+
+
+def _workload_doc(delay=0.0):
+    """Two ranks, one tp_decode layer at k = 10: phases attention, all-reduce, mlp, all-reduce."""
+    from fabric.ranks import RankWorkload
+    from fabric.results import summarize_workloads
+    data = flat(ranks=2, rate="1Gbit/s", workload=[
+        {"tp_decode": {"model": "llama-3.1-8b", "batch": 1, "tp": 2, "layers": 1, "layer_time": "4ms"}}])
+    data["scale"] = 10
+    plan = build(parse(data, "w.yaml"), 10.0)
+    ends = [[0.02, 0.03 + delay, 0.05 + delay, 0.06 + 2 * delay]] * 3        # emulated s after the start
+    runs = [RankWorkload(0, 0, [list(e) for e in ends], True, 0),
+            RankWorkload(1, 0, [[x - 0.001 for x in e] for e in ends], True, 0)]
+    doc = document(plan, [], "none", workloads=summarize_workloads(plan, plan.profile.workloads, runs))
+    return doc
+
+
+def test_workload_figures_come_from_the_slowest_rank_and_project_by_k():
+    w = _workload_doc()["workloads"][0]
+    assert w["iteration_us"]["p50"] == pytest.approx(60000) and w["projected_iteration_us"]["p50"] == pytest.approx(6000)
+    f = w["figures"]
+    assert f["tpot_us"]["p50"] == pytest.approx(6000 * 32)                 # 1 of 32 layers emulated
+    assert f["comm_share"] == pytest.approx((10 + 10) / 60)                # all-reduces 30-20 and 60-50 ms
+    assert w["phases_us"]["attention"] == pytest.approx(2000) and w["skew_us"] == [pytest.approx(100), 0]
+    assert w["last_counts"] == [3, 0] and w["model_iteration_us"] > 0
+    assert "TPOT" in report.table(_workload_doc())
+
+
+def test_slowdown_compares_the_straggler_run_with_its_baseline():
+    from fabric.results import slowdown
+    base, slow = _workload_doc(), _workload_doc(delay=0.005)
+    row = slowdown(base, slow)[0]
+    assert row["added_us"]["p50"] == pytest.approx(1000) and row["ratio"]["p50"] == pytest.approx(70 / 60)
+    slow["stragglers"] = {"entries": ["rank 1 late by fixed 500 us"], "slowdown": [row]}
+    assert "x p50" in report.table(slow) and "rank 1 late" in report.table(slow)

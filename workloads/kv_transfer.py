@@ -102,11 +102,13 @@ class KvTransfer:
         added = [x - self.prefill_time * t.k for x in t.iteration]
         return {"kv_bytes": self.total_bytes,
                 "ttft_added_us": {q: t.real(added, p) * 1e6 for q, p in (("p50", 50), ("p95", 95), ("p99", 99))},
+                "ttft_added_per_token_us": t.real(added) * 1e6 / self.prompt_tokens,
                 "prefill_us": self.prefill_time * 1e6,
                 "effective_GBps": self.total_bytes / t.real(t.iteration) / 1e9}
 
     @staticmethod
     def describe(f: dict) -> str:
         return (f"TTFT +{f['ttft_added_us']['p50']:,.1f} us (p99 +{f['ttft_added_us']['p99']:,.1f}) for "
-                f"{f['kv_bytes']:,} B of KV cache ({f['effective_GBps']:.3g} GB/s end to end"
+                f"{f['kv_bytes']:,} B of KV cache ({f['ttft_added_per_token_us']:.3g} us per prompt token, "
+                f"{f['effective_GBps']:.3g} GB/s end to end"
                 + (f", behind {f['prefill_us']:,.1f} us of prefill math)" if f["prefill_us"] else ")"))

@@ -1,4 +1,4 @@
-"""fabric doctor | plan | run | calibrate | cleanup.
+"""fabric doctor | plan | run | probe | sweep | calibrate | cleanup.
 
 Exit codes: 0 ok; 1 the run failed (a rank died, timed out, or a result was wrong);
 2 bad input (the message names file, key and what was expected; nothing was created);
@@ -178,6 +178,43 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from fabric import sweep
+    from fabric.emulation import EmulationError
+    from fabric.profile import read
+    from fabric.ranks import RankError
+    over, values = ("delay", args.delay) if args.delay else ("ranks", args.ranks)
+    data = read(args.profile)
+    sweep.variants(data, args.profile, over, values)   # every point checked before anything is built
+    started = _start(args, calibrate=True)
+    if isinstance(started, int):
+        return started
+    _, out, netem, extra, choice = started
+    try:
+        doc = sweep.run(data, args.profile, over, values, choice.k, netem, log=lambda m: print(m, file=sys.stderr))
+    except RankError as exc:
+        _err(f"sweep failed: {exc}")
+        return EXIT_FAILED
+    except EmulationError as exc:
+        _err(f"cannot build the emulation: {exc}")
+        return EXIT_HOST
+    doc.update(scale=choice.k, scale_reason=choice.reason, emulation=extra)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
+    print(sweep.table(doc))
+    print(f"fabric: wrote {out / 'sweep.json'}", file=sys.stderr)
+    return 0
+
+
+def _list_arg(kind):
+    def parse(value: str) -> list:
+        items = [v.strip() for v in value.split(",") if v.strip()]
+        if kind is int and not all(v.isdigit() and int(v) >= 1 for v in items) or not items:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {value!r}")
+        return [kind(v) for v in items]
+    return parse
+
+
 def _out_dir(args) -> Path:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -244,6 +281,8 @@ def _run_in_microvm(profile, args, out: Path) -> int:
              "--out", str(out.resolve()), "--vm", "never"] + (["--scale", str(args.scale)] if args.scale else [])
     if args.cmd == "probe":
         inner += ["--count", str(args.count)]
+    if args.cmd == "sweep":
+        inner += ["--delay", ",".join(args.delay)] if args.delay else ["--ranks", ",".join(map(str, args.ranks))]
     try:
         info = microvm.host_info()
         release = microvm.kernel()[1]
@@ -253,7 +292,10 @@ def _run_in_microvm(profile, args, out: Path) -> int:
         from workloads.base import buffer_bytes
         biggest = max([size for op in profile.workload for size in op.sizes] +
                       [buffer_bytes(e.workload.phases(profile.topology.ranks)) for e in profile.workloads])
-        return microvm.run(inner, out, profile.topology.ranks, biggest, timeout_s=VM_RUN_LIMIT_S)
+        ranks = profile.topology.ranks
+        if getattr(args, "ranks", None):   # a sweep over rank counts: room for its largest point
+            ranks = max(ranks, max(args.ranks) * profile.topology.domains)
+        return microvm.run(inner, out, ranks, biggest, timeout_s=VM_RUN_LIMIT_S)
     except microvm.MicroVMError as exc:
         _err(str(exc))
         return EXIT_HOST
@@ -287,12 +329,17 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("doctor", help="what this host can emulate").set_defaults(fn=cmd_doctor)
     for name, fn, text in (("plan", cmd_plan, "topology, scale and the exact commands (no root)"),
                            ("run", cmd_run, "build the fabric, run the workload, report"),
-                           ("probe", cmd_probe, "build the fabric, measure delay, jitter, loss and rate with packets")):
+                           ("probe", cmd_probe, "build the fabric, measure delay, jitter, loss and rate with packets"),
+                           ("sweep", cmd_sweep, "run the profile at several straggler delays or rank counts")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("profile")
         sp.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
         sp.set_defaults(fn=fn)
-        if name in ("run", "probe"):
+        if name == "sweep":
+            group = sp.add_mutually_exclusive_group(required=True)
+            group.add_argument("--delay", type=_list_arg(str), help="straggler delays, e.g. 1us,5us,20us")
+            group.add_argument("--ranks", type=_list_arg(int), help="rank counts, e.g. 2,4,8")
+        if name in ("run", "probe", "sweep"):
             sp.add_argument("--out", default="runs/latest", help="folder for the results files")
             sp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
                             help="run inside a microVM with netem: auto = when the profile needs netem "

@@ -168,6 +168,11 @@ MAX_RANKS = 64  # one process per rank on one host; beyond this the host, not th
 
 def load(path: str | Path) -> Profile:
     """Read and check a profile file."""
+    return parse(read(path), str(path))
+
+
+def read(path: str | Path):
+    """A profile file's YAML, not yet checked (sweeps vary it before parse)."""
     source = str(path)
     try:
         text = Path(path).read_text()
@@ -182,7 +187,7 @@ def load(path: str | Path) -> Profile:
         where = f"line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "malformed"
         raise ProfileError(source, where, f"malformed YAML ({problem})") from None
-    return parse(data, source)
+    return data
 
 
 def parse(data, source: str = "<profile>") -> Profile:

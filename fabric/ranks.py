@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fabric.emulation import Emulation
 
+GRACE_S = 1.0       # how long the peers of a failed rank get to fail too, before we say which failed first
 PORT = 29500        # every run has its own namespaces, so runs never share this port
 
 
@@ -97,18 +98,36 @@ def _wait(pids: dict[int, int], workdir: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     running = dict(pids)
     while running:
-        for pid in list(running):
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if not done:
-                continue
-            r = running.pop(pid)
-            code = os.waitstatus_to_exitcode(status)
-            if code != 0:
-                raise RankError(f"rank {r} exited with code {code}: {_tail(workdir / f'rank{r}.log')}")
+        failed = _reap_finished(running)
+        if failed:
+            # a dead rank makes its peers fail a moment later with "connection reset": give them
+            # that moment, then blame the rank that died first of a signal, else the first to fail
+            grace = time.monotonic() + GRACE_S
+            while running and time.monotonic() < grace:
+                time.sleep(0.05)
+                failed += _reap_finished(running)
+            r, code = min(failed, key=lambda f: (f[1] >= 0, failed.index(f)))
+            others = sorted(x for x, _ in failed if x != r)
+            also = f" (then rank{'s' if len(others) > 1 else ''} {', '.join(map(str, others))} failed too)" \
+                if others else ""
+            raise RankError(f"rank {r} exited with code {code}: {_tail(workdir / f'rank{r}.log')}{also}")
         if running and time.monotonic() > deadline:
             raise RankError(f"ranks {sorted(running.values())} still running after {timeout_s:.0f} s "
                             f"(the run's time limit)")
         time.sleep(0.05)
+
+
+def _reap_finished(running: dict[int, int]) -> list[tuple[int, int]]:
+    """Remove the ranks that have exited from `running`; return (rank, exit code) of those that failed."""
+    failed = []
+    for pid in list(running):
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            r = running.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if code != 0:
+                failed.append((r, code))
+    return failed
 
 
 def _tail(log: Path) -> str:

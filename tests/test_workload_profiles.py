@@ -141,3 +141,16 @@ def test_delays_are_seeded_per_rank():
 def test_flat_profiles_have_no_domain_links_to_slow():
     with pytest.raises(ProfileError, match="expected rank:N"):
         parse(dict(flat(), stragglers=[{"link": "domain:0", "rate_factor": 0.5}]), "w.yaml")
+
+
+def test_sweep_variants_replace_the_delay_or_the_rank_count():
+    from fabric.sweep import variants
+    data = dict(flat(ranks=4), stragglers=[{"rank": 1, "delay": "1us"}])
+    points = variants(data, "s.yaml", "delay", ["5us", "20us"])
+    assert [p.stragglers[0].delay_s for _, p in points] == [pytest.approx(5e-6), pytest.approx(20e-6)]
+    assert [p.topology.ranks for _, p in variants(data, "s.yaml", "ranks", [2, 8])] == [2, 8]
+    assert [p.topology.ranks for _, p in variants(RATE_ONLY, "s.yaml", "ranks", [2])] == [4]   # per domain
+    with pytest.raises(ProfileError, match=r"s.yaml \(ranks = 1\): workload\[0\].op: all_reduce needs"):
+        variants(data, "s.yaml", "ranks", [1])
+    with pytest.raises(ProfileError, match="needs a {rank, delay} straggler"):
+        variants(flat(), "s.yaml", "delay", ["5us"])

@@ -18,8 +18,8 @@ def _profile(rate, stragglers=()):
     workload = [
         {"op": "all_reduce", "bytes": "64KiB", "iters": 6, "warmup": 1},
         # 64 x 4096 x 2 B = 512 KiB per all-reduce: a link-bound step at 1 Gbit/s
-        {"tp_decode": {"model": "llama-3.1-8b", "batch": 64, "tp": 4, "layers": 1, "layer_time": "2ms", "steps": 4}},
-        {"tp_decode": {"model": "llama-3.1-8b", "batch": 64, "tp": 4, "layers": 1, "layer_time": "2ms", "steps": 4,
+        {"tp_decode": {"model": "llama-3.1-8b", "batch": 64, "tp": 4, "layers": 1, "layer_time": "10ms", "steps": 4}},
+        {"tp_decode": {"model": "llama-3.1-8b", "batch": 64, "tp": 4, "layers": 1, "layer_time": "10ms", "steps": 4,
                        "math": "add"}},
         {"ep_moe": {"model": "mixtral-8x7b", "tokens": 32, "ep": 4, "routing": "uniform", "steps": 3}},
         {"ep_moe": {"model": "mixtral-8x7b", "tokens": 32, "ep": 4, "routing": "zipf(1.5)", "steps": 3}},
@@ -108,3 +108,16 @@ def test_pp_bubble_matches_the_formula(runs):
     base = _workload({"workloads": doc["stragglers"]["baseline"]["workloads"]}, "pp")["figures"]
     assert base["bubble_ideal"] == pytest.approx(3 / 7)
     assert base["bubble"] == pytest.approx(3 / 7, abs=0.05)
+
+
+def test_a_sweep_over_straggler_delay_shows_the_tail_growing(tmp_path):
+    profile = flat(ranks=4, rate="1Gbit/s", workload=[{"op": "all_reduce", "bytes": "64KiB", "iters": 5, "warmup": 1}])
+    profile["stragglers"] = [{"rank": 1, "delay": "1ms"}]
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(profile))
+    proc = fabric("sweep", str(tmp_path / "s.yaml"), "--delay", "5ms,25ms", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    small, large = (p["slowdown"][0] for p in doc["points"])
+    assert large["straggler_us"]["p50"] - small["straggler_us"]["p50"] >= 0.8 * 20e3
+    assert large["ratio"]["p50"] > small["ratio"]["p50"] > 1 and "sweep over delay" in proc.stdout
+    nothing_left()

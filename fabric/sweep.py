@@ -1,0 +1,72 @@
+"""Sweeps: one profile run at several straggler delays or rank counts, to show how the tail
+grows (a collective waits for its slowest rank, and more ranks draw more late ones).
+
+`--delay`: the profile's first late-rank straggler takes each delay in turn; one baseline run
+without stragglers serves every point.  `--ranks`: the topology takes each rank count (flat:
+ranks; two_tier: ranks per domain) and each point runs its own baseline when the profile has
+stragglers (else the first point is the baseline of the others).  Variants are made on the YAML and checked like any profile, so a workload that
+does not fit a rank count is a one-line error naming the point.
+"""
+from __future__ import annotations
+
+import copy
+
+from fabric import results
+from fabric.profile import ProfileError, parse
+from fabric.units import fmt_time
+
+
+def variants(data: dict, source: str, over: str, values: list) -> list:
+    """(value, Profile) per point; ProfileError when a point is not a valid profile."""
+    out = []
+    for v in values:
+        d = copy.deepcopy(data)
+        if over == "delay":
+            entry = next((s for s in d.get("stragglers") or [] if isinstance(s, dict) and "rank" in s), None)
+            if entry is None:
+                raise ProfileError(source, "stragglers", "a sweep over --delay needs a {rank, delay} straggler")
+            entry["delay"] = v
+        else:
+            topo = d.get("topology") or {}
+            topo["ranks" if topo.get("kind") == "flat" else "ranks_per_domain"] = v
+        out.append((v, parse(d, f"{source} ({over} = {v})")))
+    return out
+
+
+def run(data: dict, source: str, over: str, values: list, k: float, netem: str, log) -> dict:
+    """Every point's results document and, per op/workload, its slowdown against its baseline."""
+    from fabric.runner import _execute_once, execute
+    points = variants(data, source, over, values)
+    shared = None
+    if over == "delay":
+        log("fabric sweep: baseline without stragglers")
+        shared = _execute_once(points[0][1].without_stragglers(), k, netem, log, None)
+    docs = []
+    for v, profile in points:
+        log(f"fabric sweep: {over} = {v}")
+        doc = _execute_once(profile, k, netem, log, None) if shared else execute(profile, k, netem, log)
+        # against the shared baseline, the point's own (stragglers), or else the first point
+        if shared:
+            base = shared
+        elif "stragglers" in doc:
+            base = doc["stragglers"]["baseline"]
+        else:
+            base = docs[0]["doc"] if docs else doc
+        docs.append({"value": v, "slowdown": results.slowdown(base, doc), "doc": doc})
+    return {"over": over, "values": values, "points": docs, "baseline": shared}
+
+
+def table(sweep: dict) -> str:
+    """One row per point and op/workload: baseline and swept p50/p99 (real), their ratios."""
+    lines = [f"# sweep over {sweep['over']}: real time (emulated / k); x = against the baseline without stragglers",
+             f"#{sweep['over']:>9} {'p50':>10} {'p99':>10} {'x p50':>6} {'x p99':>6}  what"]
+    for point in sweep["points"]:
+        for row in point["slowdown"]:
+            s, x = row["straggler_us"], row["ratio"]
+            lines.append(f"{str(point['value']):>10} {fmt_time(s['p50'] * 1e-6):>10} {fmt_time(s['p99'] * 1e-6):>10} "
+                         f"{_x(x['p50']):>6} {_x(x['p99']):>6}  {row['name']}")
+    return "\n".join(lines)
+
+
+def _x(r) -> str:
+    return f"{r:.2f}" if r is not None else "-"

@@ -20,6 +20,9 @@ def header(doc: dict) -> list[str]:
              f" (time / k, bandwidth x k)",
              f"# netem: {emu['netem']}; time = slowest rank per iteration, p50 over iterations;"
              f" GB/s = 1e9 B/s"]
+    if doc.get("stragglers"):
+        lines.append("# times include the stragglers (" + "; ".join(doc["stragglers"]["entries"]) + "); the model and"
+                     " the baseline in the stragglers table are the fabric without them")
     for link in doc.get("links", []):
         lines.append(f"#   link {link['name']}: real {fmt_rate(link['rate_bps'])} {fmt_time(link['latency_s'])}"
                      f" -> emulated {fmt_rate(link['emulated_rate_bps'])} {fmt_time(link['emulated_latency_s'])}")

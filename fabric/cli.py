@@ -52,7 +52,7 @@ def _choose(profile, args, calibrate_if_missing: bool):
     cal = scale.cached()
     if cal is None and calibrate_if_missing:
         from fabric.runner import calibrate
-        cal = calibrate(log=lambda m: print(m, file=sys.stderr))
+        cal = calibrate(log=_log)
     return scale.choose(profile, cal or scale.DEFAULT)
 
 
@@ -152,21 +152,15 @@ def _start(args, calibrate: bool):
 
 def cmd_run(args) -> int:
     from fabric import report, results
-    from fabric.emulation import EmulationError
     from fabric.ranks import RankError
     from fabric.runner import execute
     started = _start(args, calibrate=True)
     if isinstance(started, int):
         return started
     profile, out, netem, extra, choice = started
-    try:
-        doc = execute(profile, choice.k, netem, log=lambda m: print(m, file=sys.stderr))
-    except RankError as exc:
-        _err(f"run failed: {exc}")
-        return EXIT_FAILED
-    except EmulationError as exc:
-        _err(f"cannot build the emulation: {exc}")
-        return EXIT_HOST
+    doc, code = _attempt("run", RankError, lambda: execute(profile, choice.k, netem, log=_log))
+    if code:
+        return code
     doc["scale_reason"] = choice.reason
     doc["emulation"].update(extra)
     results.write(out, doc)
@@ -180,7 +174,6 @@ def cmd_run(args) -> int:
 
 def cmd_sweep(args) -> int:
     from fabric import sweep
-    from fabric.emulation import EmulationError
     from fabric.profile import read
     from fabric.ranks import RankError
     over, values = ("delay", args.delay) if args.delay else ("ranks", args.ranks)
@@ -190,20 +183,34 @@ def cmd_sweep(args) -> int:
     if isinstance(started, int):
         return started
     _, out, netem, extra, choice = started
-    try:
-        doc = sweep.run(data, args.profile, over, values, choice.k, netem, log=lambda m: print(m, file=sys.stderr))
-    except RankError as exc:
-        _err(f"sweep failed: {exc}")
-        return EXIT_FAILED
-    except EmulationError as exc:
-        _err(f"cannot build the emulation: {exc}")
-        return EXIT_HOST
+    doc, code = _attempt("sweep", RankError,
+                         lambda: sweep.run(data, args.profile, over, values, choice.k, netem, log=_log))
+    if code:
+        return code
     doc.update(scale=choice.k, scale_reason=choice.reason, emulation=extra)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(sweep.table(doc))
     print(f"fabric: wrote {out / 'sweep.json'}", file=sys.stderr)
     return 0
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _attempt(what: str, failure: type, fn):
+    """fn()'s value and 0; or, when the emulation cannot be built or `failure` is raised, None
+    and the exit code, the reason said in one line."""
+    from fabric.emulation import EmulationError
+    try:
+        return fn(), 0
+    except EmulationError as exc:
+        _err(f"cannot build the emulation: {exc}")
+        return None, EXIT_HOST
+    except failure as exc:
+        _err(f"{what} failed: {exc}")
+        return None, EXIT_FAILED
 
 
 def _list_arg(kind):
@@ -235,7 +242,7 @@ def _needs_vm(profile, args) -> bool:
 
 def cmd_probe(args) -> int:
     from fabric import probe, results
-    from fabric.emulation import Emulation, EmulationError
+    from fabric.emulation import Emulation
     from fabric.plan import build
     from fabric.runner import new_run_id
     started = _start(args, calibrate=False)
@@ -243,15 +250,12 @@ def cmd_probe(args) -> int:
         return started
     profile, out, netem, extra, choice = started
     plan = build(profile, choice.k, run_id=new_run_id())
-    try:
+    def run_probe():
         with Emulation(plan) as emu:
-            paths = probe.probe(emu, args.count, log=lambda m: print(m, file=sys.stderr))
-    except EmulationError as exc:
-        _err(f"cannot build the emulation: {exc}")
-        return EXIT_HOST
-    except RuntimeError as exc:
-        _err(f"probe failed: {exc}")
-        return EXIT_FAILED
+            return probe.probe(emu, args.count, log=_log)
+    paths, code = _attempt("probe", RuntimeError, run_probe)
+    if code:
+        return code
     doc = results.document(plan, [], netem, extra=extra)
     del doc["results"]
     doc["paths"] = paths
@@ -308,7 +312,7 @@ def cmd_calibrate(args) -> int:
         _err("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
         return EXIT_HOST
     del HostUnfit
-    calibrate(log=lambda m: print(m, file=sys.stderr))
+    calibrate(log=_log)
     return 0
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from fabric.models import PRESETS, combine_bytes, dispatch_bytes, tp_allreduce_bytes
 from workloads.base import AllReduce, Compute, Transfer, consecutive_groups
-from workloads.ep_moe import EpMoe, Routing, parse_routing, pick
+from workloads.ep_moe import EpMoe, parse_routing, pick
 from workloads.kv_transfer import KvTransfer, reshard
 from workloads.pp import Pipeline, bubble_fraction
 from workloads.tp_decode import TpDecode

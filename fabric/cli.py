@@ -1,4 +1,4 @@
-"""fabric doctor | plan | run | probe | sweep | calibrate | cleanup.
+"""fabric doctor | plan | run | probe | sweep | compare | report | calibrate | cleanup.
 
 Exit codes: 0 ok; 1 the run failed (a rank died, timed out, or a result was wrong);
 2 bad input (the message names file, key and what was expected; nothing was created);
@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from collectives import COLLECTIVES
 from fabric import cleanup, host, scale
 from fabric.profile import ProfileError, load
 
@@ -36,6 +37,20 @@ def _scale_arg(value: str) -> float:
     if k < 1:
         raise argparse.ArgumentTypeError(f"--scale: expected a number >= 1, got {value!r}")
     return k
+
+
+def _size_arg(value: str) -> int:
+    from fabric.units import parse_size
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _whole_arg(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}")
+    return int(value)
 
 
 def _count_arg(value: str) -> int:
@@ -127,13 +142,13 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def _start(args, calibrate: bool):
-    """What run and probe share before building anything: (profile, out, netem, vm extras, k
-    choice) or, when there is nothing more to do here, the exit code (the microVM ran it, or
-    this host cannot)."""
+def _start(args, calibrate: bool, profile=None):
+    """What run, probe and sweep share before building anything: (profile, out, netem, vm
+    extras, k choice) or, when there is nothing more to do here, the exit code (the microVM
+    ran it, or this host cannot).  profile: a variant of args.profile (sweep over sizes)."""
     from fabric import microvm
     from fabric.runner import HostUnfit, check_host
-    profile, out = load(args.profile), _out_dir(args)
+    profile, out = profile or load(args.profile), _out_dir(args)
     if profile.topology.ranks < 2 and args.cmd == "probe":
         raise ProfileError(profile.source, "topology", "at least 2 ranks to probe a path")
     vm = microvm.inside()
@@ -151,22 +166,72 @@ def _start(args, calibrate: bool):
 
 
 def cmd_run(args) -> int:
-    from fabric import report, results
+    return _run(args)
+
+
+def _run(args, profile=None, fitted: bool = False) -> int:
+    """Run a profile (or its variant) and write and print its results; fitted: add the α-β fit."""
+    from fabric import fit
     from fabric.ranks import RankError
     from fabric.runner import execute
-    started = _start(args, calibrate=True)
+    started = _start(args, calibrate=True, profile=profile)
     if isinstance(started, int):
         return started
     profile, out, netem, extra, choice = started
-    doc, code = _attempt("run", RankError, lambda: execute(profile, choice.k, netem, log=_log))
+    doc, code = _attempt(args.cmd, RankError, lambda: execute(profile, choice.k, netem, log=_log))
     if code:
         return code
     doc["scale_reason"] = choice.reason
     doc["emulation"].update(extra)
+    if fitted:
+        doc["fit"] = fit.alpha_beta(doc["results"], choice.k)
+    return _write_run(out, doc)
+
+
+def cmd_compare(args) -> int:
+    """The same workload on each profile's fabric, one after the other, and one table."""
+    from fabric import compare, results
+    from fabric.ranks import RankError
+    from fabric.runner import HostUnfit, check_host, execute
+    if len(args.profiles) < 2:
+        _err("compare: expected two or more profiles")
+        return EXIT_INPUT
+    profiles = compare.variants(args.profiles, args.workload)   # all checked before anything is built
+    out = _out_dir(args)
+    if _needs_vm(next((p for p in profiles if p.impaired), profiles[0]), args):
+        return _run_in_microvm(profiles, args, out)
+    from fabric import microvm
+    vm = microvm.inside()
+    docs, dirs = [], []
+    for i, profile in enumerate(profiles):
+        try:
+            netem = check_host(profile)
+            choice = _choose(profile, args, calibrate_if_missing=True)
+        except HostUnfit as exc:
+            _err(str(exc))
+            return EXIT_HOST
+        _log(f"fabric compare: {profile.name} ({i + 1} of {len(profiles)}), scale k = {choice.k:g} ({choice.reason})")
+        doc, code = _attempt("compare", RankError, lambda: execute(profile, choice.k, netem, log=_log))
+        if code:
+            return code
+        doc["scale_reason"] = choice.reason
+        doc["emulation"].update(dict(kernel=vm["kernel"], kvm=vm["kvm"]) if vm else {})
+        dirs.append(f"{i + 1}-{profile.name}")
+        results.write(out / dirs[-1], doc)
+        docs.append(doc)
+    doc = compare.document(docs, dirs, args.workload or args.profiles[0])
+    compare.write(out, doc)
+    print(compare.table(doc))
+    _log(f"fabric: wrote {out / 'compare.json'} and each fabric's results in {out}/<n>-<name>/")
+    return EXIT_FAILED if any(r["correct"] is False for d in docs for r in d["results"]) else 0
+
+
+def _write_run(out: Path, doc: dict) -> int:
+    from fabric import report, results
     results.write(out, doc)
     print(report.table(doc))
-    print(f"fabric: wrote {out / 'results.json'} and {out / 'results.csv'}", file=sys.stderr)
-    if not all(r["correct"] for r in doc["results"]):
+    print(f"fabric: wrote {out / 'results.json'} and the CSV files beside it", file=sys.stderr)
+    if any(r["correct"] is False for r in doc["results"]):
         _err("some results were WRONG (see the check column)")
         return EXIT_FAILED
     return 0
@@ -176,8 +241,10 @@ def cmd_sweep(args) -> int:
     from fabric import sweep
     from fabric.profile import read
     from fabric.ranks import RankError
-    over, values = ("delay", args.delay) if args.delay else ("ranks", args.ranks)
     data = read(args.profile)
+    if args.op:
+        return _sweep_sizes(args, data)
+    over, values = ("delay", args.delay) if args.delay else ("ranks", args.ranks)
     sweep.variants(data, args.profile, over, values)   # every point checked before anything is built
     started = _start(args, calibrate=True)
     if isinstance(started, int):
@@ -192,6 +259,27 @@ def cmd_sweep(args) -> int:
     (out / "sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(sweep.table(doc))
     print(f"fabric: wrote {out / 'sweep.json'}", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    """Re-render a past run's tables (and its CSV files) from the JSON it wrote."""
+    from fabric import compare, report, results, sweep
+    run_dir = Path(args.run_dir)
+    try:
+        if (run_dir / "compare.json").is_file():
+            print(compare.table(compare.read_doc(run_dir)))
+            return 0
+        if (run_dir / "sweep.json").is_file() and not (run_dir / "results.json").is_file():
+            print(sweep.table(sweep.read(run_dir)))
+            return 0
+        doc = results.read(run_dir)
+    except ValueError as exc:
+        _err(f"{exc}" if run_dir.is_dir() else
+             f"{run_dir}: expected a run folder (with results.json, sweep.json or compare.json)")
+        return EXIT_INPUT
+    results.write_csv(run_dir, doc)
+    print(report.table(doc))
     return 0
 
 
@@ -211,6 +299,18 @@ def _attempt(what: str, failure: type, fn):
     except failure as exc:
         _err(f"{what} failed: {exc}")
         return None, EXIT_FAILED
+
+
+def _sweep_sizes(args, data) -> int:
+    """nccl-tests over the profile's fabric: one op from -b to -e, and the α-β fit."""
+    from fabric import sweep
+    try:
+        nbytes = sweep.sizes(args.minbytes, args.maxbytes, args.stepfactor)
+    except ValueError as exc:
+        _err(f"sweep: {exc}")
+        return EXIT_INPUT
+    profile = sweep.size_variant(data, args.profile, args.op, nbytes, args.iters, args.warmup_iters, args.check > 0)
+    return _run(args, profile, fitted=True)
 
 
 def _list_arg(kind):
@@ -266,12 +366,15 @@ def cmd_probe(args) -> int:
     return 0
 
 
-def _run_in_microvm(profile, args, out: Path) -> int:
-    """Run this same command inside fabric's microVM (fabric.microvm) and return its exit code."""
+def _run_in_microvm(profiles, args, out: Path) -> int:
+    """Run this same command inside fabric's microVM (fabric.microvm) and return its exit code.
+    profiles: what the command will run (several for compare), to size the VM."""
     from fabric import microvm
     from fabric.runner import HostUnfit, check_host_tools
+    profiles = profiles if isinstance(profiles, list) else [profiles]
+    impaired = next((p for p in profiles if p.impaired), profiles[0])
     why = ("--vm always" if args.vm == "always" else
-           f"{profile.source} needs netem (latency/jitter/loss) and this kernel has no sch_netem")
+           f"{impaired.source} needs netem (latency/jitter/loss) and this kernel has no sch_netem")
     try:
         check_host_tools()
     except HostUnfit as exc:
@@ -281,11 +384,17 @@ def _run_in_microvm(profile, args, out: Path) -> int:
     if lacking:
         _err(f"{why}, and the microVM path needs: {'; '.join(lacking)} (make demo installs them)")
         return EXIT_HOST
-    inner = [sys.executable, "-m", "fabric.cli", args.cmd, str(Path(args.profile).resolve()),
+    paths = [str(Path(p).resolve()) for p in (args.profiles if args.cmd == "compare" else [args.profile])]
+    inner = [sys.executable, "-m", "fabric.cli", args.cmd, *paths,
              "--out", str(out.resolve()), "--vm", "never"] + (["--scale", str(args.scale)] if args.scale else [])
+    if args.cmd == "compare" and args.workload:
+        inner += ["--workload", str(Path(args.workload).resolve())]
     if args.cmd == "probe":
         inner += ["--count", str(args.count)]
-    if args.cmd == "sweep":
+    if args.cmd == "sweep" and args.op:
+        inner += ["--op", args.op, "-b", str(args.minbytes), "-e", str(args.maxbytes), "-f", str(args.stepfactor),
+                  "-n", str(args.iters), "-w", str(args.warmup_iters), "-c", str(args.check)]
+    elif args.cmd == "sweep":
         inner += ["--delay", ",".join(args.delay)] if args.delay else ["--ranks", ",".join(map(str, args.ranks))]
     try:
         info = microvm.host_info()
@@ -294,11 +403,11 @@ def _run_in_microvm(profile, args, out: Path) -> int:
               f"{'KVM' if info.kvm else 'software emulation: KVM unavailable or hanging'})", file=sys.stderr,
               flush=True)
         from workloads.base import buffer_bytes
-        biggest = max([size for op in profile.workload for size in op.sizes] +
-                      [buffer_bytes(e.workload.phases(profile.topology.ranks)) for e in profile.workloads])
-        ranks = profile.topology.ranks
+        biggest = max([size for p in profiles for op in p.workload for size in op.sizes] +
+                      [buffer_bytes(e.workload.phases(p.topology.ranks)) for p in profiles for e in p.workloads])
+        ranks = max(p.topology.ranks for p in profiles)
         if getattr(args, "ranks", None):   # a sweep over rank counts: room for its largest point
-            ranks = max(ranks, max(args.ranks) * profile.topology.domains)
+            ranks = max(ranks, max(args.ranks) * profiles[0].topology.domains)
         return microvm.run(inner, out, ranks, biggest, timeout_s=VM_RUN_LIMIT_S)
     except microvm.MicroVMError as exc:
         _err(str(exc))
@@ -334,7 +443,8 @@ def parser() -> argparse.ArgumentParser:
     for name, fn, text in (("plan", cmd_plan, "topology, scale and the exact commands (no root)"),
                            ("run", cmd_run, "build the fabric, run the workload, report"),
                            ("probe", cmd_probe, "build the fabric, measure delay, jitter, loss and rate with packets"),
-                           ("sweep", cmd_sweep, "run the profile at several straggler delays or rank counts")):
+                           ("sweep", cmd_sweep, "one op over message sizes (with an α-β fit), or the profile at several "
+                                                "straggler delays or rank counts")):
         sp = sub.add_parser(name, help=text)
         sp.add_argument("profile")
         sp.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
@@ -343,6 +453,14 @@ def parser() -> argparse.ArgumentParser:
             group = sp.add_mutually_exclusive_group(required=True)
             group.add_argument("--delay", type=_list_arg(str), help="straggler delays, e.g. 1us,5us,20us")
             group.add_argument("--ranks", type=_list_arg(int), help="rank counts, e.g. 2,4,8")
+            group.add_argument("--op", choices=sorted(COLLECTIVES),
+                               help="one op over message sizes, nccl-tests style, with an α-β fit")
+            sp.add_argument("-b", "--minbytes", type=_size_arg, default=1024, help="smallest size (default 1KiB)")
+            sp.add_argument("-e", "--maxbytes", type=_size_arg, default=1 << 20, help="largest size (default 1MiB)")
+            sp.add_argument("-f", "--stepfactor", type=float, default=2.0, help="size factor (default 2)")
+            sp.add_argument("-n", "--iters", type=_whole_arg, default=20, help="iterations per size (default 20)")
+            sp.add_argument("-w", "--warmup_iters", type=_whole_arg, default=1, help="warmup iterations (default 1)")
+            sp.add_argument("-c", "--check", type=_whole_arg, default=1, help="0: do not verify results (default 1)")
         if name in ("run", "probe", "sweep"):
             sp.add_argument("--out", default="runs/latest", help="folder for the results files")
             sp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
@@ -350,6 +468,18 @@ def parser() -> argparse.ArgumentParser:
                                  "and this kernel lacks it (default)")
         if name == "probe":
             sp.add_argument("--count", type=_count_arg, default=4000, help="UDP probes per path (default 4000)")
+    cp = sub.add_parser("compare", help="the same workload on several fabrics, one table")
+    cp.add_argument("profiles", nargs="+", help="two or more profiles")
+    cp.add_argument("--workload", help="a YAML file with workload (and stragglers, seed, gpu) for every fabric; "
+                                       "default: the first profile's")
+    cp.add_argument("--scale", type=_scale_arg, help="time dilation k for every fabric (default: each its own)")
+    cp.add_argument("--out", default="runs/compare", help="folder for compare.json and each fabric's results")
+    cp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
+                    help="run inside a microVM with netem (auto: when a profile needs netem and this kernel lacks it)")
+    cp.set_defaults(fn=cmd_compare)
+    rp = sub.add_parser("report", help="print a past run's tables again, from its folder (no re-run)")
+    rp.add_argument("run_dir", help="a folder fabric run or sweep wrote (--out)")
+    rp.set_defaults(fn=cmd_report)
     sub.add_parser("calibrate", help="measure this host's overhead and capacity (cached)").set_defaults(
         fn=cmd_calibrate)
     sub.add_parser("cleanup", help="remove what crashed fabric runs left").set_defaults(fn=cmd_cleanup)

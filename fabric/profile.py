@@ -67,6 +67,7 @@ class OpSpec:
     warmup: int = 5
     splits: str = "even"     # all_to_all only: even | uneven
     root: int = 0            # broadcast only
+    check: bool = True       # verify each result (nccl-tests -c); off saves the host's CPU on big sweeps
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ _LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "o
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
 _FLAT_KEYS = {"kind", "ranks", "link"}
 _TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
-_OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root"}
+_OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root", "check"}
 MAX_RANKS = 64  # one process per rank on one host; beyond this the host, not the fabric, is measured
 
 
@@ -410,11 +411,14 @@ def _parse_op(c: _Checker, entry, key: str, topology: Topology) -> OpSpec:
     root = c.integer(entry.get("root", 0), f"{key}.root", 0, topology.ranks - 1)
     if "root" in entry and op != "broadcast":
         c.fail(f"{key}.root", "root applies to broadcast only")
+    check = entry.get("check", True)
+    if not isinstance(check, bool):
+        c.fail(f"{key}.check", f"expected true or false, got {check!r}")
     return OpSpec(
         op=op, sizes=sizes,
         iters=c.integer(entry.get("iters", OpSpec.iters), f"{key}.iters", 1, 100000),
         warmup=c.integer(entry.get("warmup", OpSpec.warmup), f"{key}.warmup", 0, 100000),
-        splits=splits, root=root,
+        splits=splits, root=root, check=check,
     )
 
 

@@ -30,7 +30,7 @@ class RankResult:
     op: str
     bytes: int
     times_s: list[float]
-    correct: bool
+    correct: bool | None     # None: not checked
     late_starts: int
 
 

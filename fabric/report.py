@@ -30,7 +30,29 @@ def header(doc: dict) -> list[str]:
 
 
 def table(doc: dict) -> str:
-    return "\n".join(header(doc) + ops_table(doc) + workloads_table(doc) + stragglers_table(doc))
+    return "\n".join(header(doc) + ops_table(doc) + fit_lines(doc) + workloads_table(doc) + stragglers_table(doc))
+
+
+def fit_lines(doc: dict) -> list[str]:
+    """The α-β fit of a size sweep (fabric.fit), measured beside the profile's model."""
+    lines = []
+    for op, f in (doc.get("fit") or {}).items():
+        lines += ["#", f"# α-β fit of {op} over {f['sizes']} sizes, t = latency + size / bandwidth, real fabric:",
+                  f"#   latency term {f['alpha_us']:.4g} us (the profile's links: {f['profile_alpha_us']:.4g} us"
+                  f"{_pct(f['alpha_diff'])})",
+                  f"#   bandwidth {_rate(f['beta_bps'])} on the bottleneck link (the profile: "
+                  f"{_rate(f['profile_beta_bps'])}{_pct(f['beta_diff'])})"]
+    return lines
+
+
+def _pct(diff) -> str:
+    if diff is None:
+        return ""
+    return ", the same within 1 %" if abs(diff) < 0.01 else f", {diff:+.0%}"
+
+
+def _rate(bps) -> str:
+    return fmt_rate(bps) if bps is not None and bps > 0 else "- (no size-dependent term measured)"
 
 
 def ops_table(doc: dict) -> list[str]:
@@ -50,11 +72,13 @@ def ops_table(doc: dict) -> list[str]:
                  _g(r["algbw_GBps"]), _g(r["busbw_GBps"]), _g(r["link_GBps"]),
                  f"{r['bus_efficiency']:.2f}", f"{r['model_time_us']:.1f}", f"{r['measured_over_model']:.2f}",
                  _t(p["time_us"]), _g(p["algbw_GBps"]), _g(p["busbw_GBps"]),
-                 "ok" if r["correct"] else "WRONG"]
+                 {True: "ok", False: "WRONG", None: "-"}[r["correct"]]]
         lines.append(" ".join(f"{str(c):>{w}}" for c, (_, _, w) in zip(cells, _COLS)))
-    wrong = sum(not r["correct"] for r in doc["results"])
+    wrong = sum(r["correct"] is False for r in doc["results"])
     late = sum(r["late_starts"] for r in doc["results"])
+    unchecked = sum(r["correct"] is None for r in doc["results"])
     lines.append(f"# results: {len(doc['results'])} op/size pairs, {wrong} wrong"
+                 + (f", {unchecked} not checked (check: false)" if unchecked else "")
                  + (f", {late} late rank starts (times include the lateness)" if late else ""))
     return lines
 

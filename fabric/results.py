@@ -38,7 +38,7 @@ class Result:
     bus_efficiency: float    # busbw / link_GBps
     model_time_us: float     # α-β prediction, emulated
     measured_over_model: float
-    correct: bool
+    correct: bool | None     # None: not checked (check: false)
     late_starts: int         # iterations some rank began after the agreed start
     rank_time_us: list       # per rank, per iteration (emulated µs)
     skew_us: list            # per rank: mean over iterations of its time - the fastest rank's (real µs)
@@ -69,7 +69,7 @@ def summarize(plan: Plan, spec_of: dict, rank_results: list[RankResult]) -> list
             projected={"time_us": stats["p50"] / k, "algbw_GBps": algbw * k, "busbw_GBps": busbw * k},
             link_GBps=link, bus_efficiency=busbw / link, model_time_us=model_us,
             measured_over_model=stats["p50"] / model_us if model_us > 0 else float("nan"),
-            correct=all(rr.correct for rr in per_rank), late_starts=sum(rr.late_starts for rr in per_rank),
+            correct=None if per_rank[0].correct is None else all(rr.correct for rr in per_rank), late_starts=sum(rr.late_starts for rr in per_rank),
             rank_time_us=[[t * 1e6 for t in rr.times_s] for rr in per_rank],
             **skew([rr.times_s for rr in per_rank], k),
         ))
@@ -180,14 +180,42 @@ CSV_FIELDS = ["op", "bytes", "count", "type", "ranks", "iters", "time_us.min", "
               "measured_over_model", "correct", "late_starts"]
 
 
+WORKLOAD_CSV_FIELDS = ["kind", "label", "ranks", "iters"] + [f"{f}.{q}" for f in ("iteration_us", "projected_iteration_us")
+                                                              for q in ("min", "p50", "p95", "p99", "max")] + \
+    ["model_iteration_us", "measured_over_model", "correct", "late_starts"]
+
+
 def write(out_dir: Path, doc: dict) -> None:
+    """results.json, and from it results.csv (one row per op and size) and, when the profile
+    has inference workloads, workloads.csv (one row per entry)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
-    with open(out_dir / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(CSV_FIELDS)
-        for r in doc["results"]:
-            w.writerow([_get(r, name) for name in CSV_FIELDS])
+    write_csv(out_dir, doc)
+
+
+def write_csv(out_dir: Path, doc: dict) -> None:
+    tables = [("results.csv", CSV_FIELDS, doc["results"])]
+    if doc.get("workloads"):
+        tables.append(("workloads.csv", WORKLOAD_CSV_FIELDS, doc["workloads"]))
+    for name, fields, records in tables:
+        with open(out_dir / name, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(fields)
+            for r in records:
+                w.writerow([_get(r, field) for field in fields])
+
+
+def read(run_dir: Path) -> dict:
+    """A past run's results.json (fabric report); ValueError says what is wrong with it."""
+    path = run_dir / "results.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: schema: expected {SCHEMA} (a results.json written by this fabric), "
+                         f"got {doc.get('schema') if isinstance(doc, dict) else type(doc).__name__}")
+    return doc
 
 
 def _get(record: dict, dotted: str):

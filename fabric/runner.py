@@ -44,7 +44,7 @@ def jobs(profile: Profile, n: int) -> tuple[list[dict], dict]:
         for size in spec.sizes:
             nbytes = coll.size(size, n)
             out.append({"op": spec.op, "bytes": nbytes, "iters": spec.iters, "warmup": spec.warmup,
-                        "splits": spec.splits, "root": spec.root})
+                        "splits": spec.splits, "root": spec.root, "check": spec.check})
             spec_of[(spec.op, nbytes)] = spec
     return out, spec_of
 

@@ -1,19 +1,56 @@
-"""Sweeps: one profile run at several straggler delays or rank counts, to show how the tail
-grows (a collective waits for its slowest rank, and more ranks draw more late ones).
+"""Sweeps: one profile run over message sizes (nccl-tests' -b -e -f), or at several straggler
+delays or rank counts, to show how the tail grows (a collective waits for its slowest rank,
+and more ranks draw more late ones).
 
-`--delay`: the profile's first late-rank straggler takes each delay in turn; one baseline run
-without stragglers serves every point.  `--ranks`: the topology takes each rank count (flat:
-ranks; two_tier: ranks per domain) and each point runs its own baseline when the profile has
-stragglers (else the first point is the baseline of the others).  Variants are made on the YAML and checked like any profile, so a workload that
-does not fit a rank count is a one-line error naming the point.
+`--op`: the profile's fabric runs that one op at every size from -b to -e (× -f), without its
+workload and stragglers, and the α-β model is fitted to the times (fabric.fit).  `--delay`:
+the profile's first late-rank straggler takes each delay in turn; one baseline run without
+stragglers serves every point.  `--ranks`: the topology takes each rank count (flat: ranks;
+two_tier: ranks per domain) and each point runs its own baseline when the profile has
+stragglers (else the first point is the baseline of the others).  Variants are made on the
+YAML and checked like any profile, so a workload that does not fit a rank count is a
+one-line error naming the point.
 """
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 from fabric import results
 from fabric.profile import ProfileError, parse
 from fabric.units import fmt_time
+
+
+def sizes(begin: int, end: int, factor: float) -> list[int]:
+    """nccl-tests' sizes: begin, begin × factor, ... up to end."""
+    if begin < 1 or end < begin or factor <= 1 and end > begin:
+        raise ValueError(f"expected 1 <= -b <= -e and -f > 1, got -b {begin} -e {end} -f {factor:g}")
+    out = [begin]
+    while out[-1] * factor <= end:
+        out.append(int(out[-1] * factor))
+    return out
+
+
+def size_variant(data: dict, source: str, op: str, nbytes: list[int], iters: int, warmup: int, check: bool):
+    """The profile's fabric with one op over `nbytes` as its whole workload (no stragglers)."""
+    d = copy.deepcopy(data)
+    if not isinstance(d, dict):
+        return parse(d, source)   # the usual error
+    d.pop("stragglers", None)
+    d["workload"] = [{"op": op, "bytes": list(nbytes), "iters": iters, "warmup": warmup, "check": check}]
+    return parse(d, f"{source} (sweep over bytes)")
+
+
+def read(run_dir: Path) -> dict:
+    path = run_dir / "sweep.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if not isinstance(doc, dict) or "points" not in doc:
+        raise ValueError(f"{path}: expected a sweep.json written by fabric sweep (with points)")
+    return doc
 
 
 def variants(data: dict, source: str, over: str, values: list) -> list:

@@ -54,6 +54,10 @@ class Dp:
                 "compute_us_per_token": self.layer_time * self.model.layers * 1e6}
 
     @staticmethod
+    def headline(f: dict) -> list[tuple[str, float, str]]:
+        return [("TPOT p50", f["tpot_us"]["p50"], "us")]
+
+    @staticmethod
     def describe(f: dict) -> str:
         return (f"TPOT {f['tpot_us']['p50']:,.1f} us (p99 {f['tpot_us']['p99']:,.1f}): math alone "
                 f"{f['compute_us_per_token']:,.1f} us, no traffic")

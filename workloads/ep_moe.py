@@ -154,6 +154,11 @@ class EpMoe:
                 "dispatch_bytes": sum(map(sum, dispatch)), "combine_bytes": sum(map(sum, combine))}
 
     @staticmethod
+    def headline(f: dict) -> list[tuple[str, float, str]]:
+        return [("dispatch p50", f["dispatch_us"]["p50"], "us"), ("combine p50", f["combine_us"]["p50"], "us"),
+                ("all-to-all per token", f["per_token_us"], "us")]
+
+    @staticmethod
     def describe(f: dict) -> str:
         return (f"dispatch p50 {f['dispatch_us']['p50']:.2f} us (p99 {f['dispatch_us']['p99']:.2f}), combine p50 "
                 f"{f['combine_us']['p50']:.2f} us (p99 {f['combine_us']['p99']:.2f}); imbalance {f['imbalance']:.2f} "

@@ -107,6 +107,10 @@ class KvTransfer:
                 "effective_GBps": self.total_bytes / t.real(t.iteration) / 1e9}
 
     @staticmethod
+    def headline(f: dict) -> list[tuple[str, float, str]]:
+        return [("TTFT added p50", f["ttft_added_us"]["p50"], "us"), ("TTFT added p99", f["ttft_added_us"]["p99"], "us")]
+
+    @staticmethod
     def describe(f: dict) -> str:
         return (f"TTFT +{f['ttft_added_us']['p50']:,.1f} us (p99 +{f['ttft_added_us']['p99']:,.1f}) for "
                 f"{f['kv_bytes']:,} B of KV cache ({f['ttft_added_per_token_us']:.3g} us per prompt token, "

@@ -92,6 +92,10 @@ class Pipeline:
                 "iteration_us": {"p50": t.real(t.iteration) * 1e6, "p99": t.real(t.iteration, 99) * 1e6}}
 
     @staticmethod
+    def headline(f: dict) -> list[tuple[str, float, str]]:
+        return [("iteration p50", f["iteration_us"]["p50"], "us"), ("bubble", 100 * f["bubble"], "%")]
+
+    @staticmethod
     def describe(f: dict) -> str:
         return (f"bubble {f['bubble']:.1%} measured vs {f['bubble_ideal']:.1%} (stages-1)/(microbatches+stages-1); "
                 f"{f['handoff_bytes']:,} B hand-offs, {f['stage_us']:,.1f} us math per stage and microbatch")

@@ -99,6 +99,11 @@ class TpDecode:
                 "allreduce_bytes": self.allreduce_bytes, "allreduces_per_token": self.allreduces_per_token}
 
     @staticmethod
+    def headline(f: dict) -> list[tuple[str, float, str]]:
+        return [("TPOT p50", f["tpot_us"]["p50"], "us"), ("TPOT p99", f["tpot_us"]["p99"], "us"),
+                ("communication share", 100 * f["comm_share"], "%")]
+
+    @staticmethod
     def describe(f: dict) -> str:
         return (f"TPOT {f['tpot_us']['p50']:,.1f} us (p99 {f['tpot_us']['p99']:,.1f}"
                 + (", math added, not emulated" if f["math"] == "add" else "") + "), communication "

@@ -223,6 +223,7 @@ def cmd_compare(args) -> int:
     compare.write(out, doc)
     print(compare.table(doc))
     _log(f"fabric: wrote {out / 'compare.json'} and each fabric's results in {out}/<n>-<name>/")
+    _pictures(out)
     return EXIT_FAILED if any(r["correct"] is False for d in docs for r in d["results"]) else 0
 
 
@@ -231,6 +232,7 @@ def _write_run(out: Path, doc: dict) -> int:
     results.write(out, doc)
     print(report.table(doc))
     print(f"fabric: wrote {out / 'results.json'} and the CSV files beside it", file=sys.stderr)
+    _pictures(out)
     if any(r["correct"] is False for r in doc["results"]):
         _err("some results were WRONG (see the check column)")
         return EXIT_FAILED
@@ -262,6 +264,17 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def _pictures(folder: Path) -> None:
+    """The PNGs beside the JSON.  Drawn on the host: inside the microVM the command that
+    started it draws them once the VM is done (no font cache to build in a slow guest)."""
+    from fabric import microvm, plots
+    if microvm.inside():
+        return
+    paths = plots.for_folder(folder)
+    if paths:
+        _log(f"fabric: drew {', '.join(p.name for p in paths)} in {folder}")
+
+
 def cmd_report(args) -> int:
     """Re-render a past run's tables (and its CSV files) from the JSON it wrote."""
     from fabric import compare, report, results, sweep
@@ -269,6 +282,7 @@ def cmd_report(args) -> int:
     try:
         if (run_dir / "compare.json").is_file():
             print(compare.table(compare.read_doc(run_dir)))
+            _pictures(run_dir)
             return 0
         if (run_dir / "sweep.json").is_file() and not (run_dir / "results.json").is_file():
             print(sweep.table(sweep.read(run_dir)))
@@ -280,6 +294,7 @@ def cmd_report(args) -> int:
         return EXIT_INPUT
     results.write_csv(run_dir, doc)
     print(report.table(doc))
+    _pictures(run_dir)
     return 0
 
 
@@ -384,11 +399,12 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
     if lacking:
         _err(f"{why}, and the microVM path needs: {'; '.join(lacking)} (make demo installs them)")
         return EXIT_HOST
-    paths = [str(Path(p).resolve()) for p in (args.profiles if args.cmd == "compare" else [args.profile])]
+    # paths as given: the guest runs in this same directory, and the report shows what was typed
+    paths = args.profiles if args.cmd == "compare" else [args.profile]
     inner = [sys.executable, "-m", "fabric.cli", args.cmd, *paths,
              "--out", str(out.resolve()), "--vm", "never"] + (["--scale", str(args.scale)] if args.scale else [])
     if args.cmd == "compare" and args.workload:
-        inner += ["--workload", str(Path(args.workload).resolve())]
+        inner += ["--workload", args.workload]
     if args.cmd == "probe":
         inner += ["--count", str(args.count)]
     if args.cmd == "sweep" and args.op:
@@ -408,10 +424,14 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
         ranks = max(p.topology.ranks for p in profiles)
         if getattr(args, "ranks", None):   # a sweep over rank counts: room for its largest point
             ranks = max(ranks, max(args.ranks) * profiles[0].topology.domains)
-        return microvm.run(inner, out, ranks, biggest, timeout_s=VM_RUN_LIMIT_S)
+        code = microvm.run(inner, out, ranks, biggest, timeout_s=VM_RUN_LIMIT_S)
     except microvm.MicroVMError as exc:
         _err(str(exc))
         return EXIT_HOST
+    if code == 0 and args.cmd in ("run", "compare", "sweep") and not getattr(args, "delay", None) \
+            and not getattr(args, "ranks", None):
+        _pictures(out)    # from the JSON the guest wrote
+    return code
 
 
 def cmd_calibrate(args) -> int:

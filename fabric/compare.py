@@ -113,11 +113,6 @@ def write(out: Path, doc: dict) -> None:
 
 
 def read_doc(run_dir: Path) -> dict:
-    path = run_dir / "compare.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or "rows" not in doc:
-        raise ValueError(f"{path}: expected a compare.json written by fabric compare (schema {SCHEMA})")
-    return doc
+    from fabric.results import read_json
+    return read_json(run_dir / "compare.json", lambda d: d.get("schema") == SCHEMA and "rows" in d,
+                     f"expected a compare.json written by fabric compare (schema {SCHEMA})")

@@ -207,14 +207,19 @@ def write_csv(out_dir: Path, doc: dict) -> None:
 
 def read(run_dir: Path) -> dict:
     """A past run's results.json (fabric report); ValueError says what is wrong with it."""
-    path = run_dir / "results.json"
+    return read_json(run_dir / "results.json", lambda d: d.get("schema") == SCHEMA,
+                     f"schema: expected {SCHEMA} (a results.json written by this fabric)")
+
+
+def read_json(path: Path, fits, expected: str) -> dict:
+    """A JSON document fabric wrote: a mapping for which fits(doc) holds, else ValueError
+    naming the file and, when it parsed, what was expected."""
     try:
         doc = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ValueError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
-        raise ValueError(f"{path}: schema: expected {SCHEMA} (a results.json written by this fabric), "
-                         f"got {doc.get('schema') if isinstance(doc, dict) else type(doc).__name__}")
+    if not isinstance(doc, dict) or not fits(doc):
+        raise ValueError(f"{path}: {expected}")
     return doc
 
 

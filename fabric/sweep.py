@@ -14,7 +14,6 @@ one-line error naming the point.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 from fabric import results
@@ -43,14 +42,8 @@ def size_variant(data: dict, source: str, op: str, nbytes: list[int], iters: int
 
 
 def read(run_dir: Path) -> dict:
-    path = run_dir / "sweep.json"
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: {getattr(exc, 'strerror', None) or exc}") from None
-    if not isinstance(doc, dict) or "points" not in doc:
-        raise ValueError(f"{path}: expected a sweep.json written by fabric sweep (with points)")
-    return doc
+    return results.read_json(run_dir / "sweep.json", lambda d: "points" in d,
+                             "expected a sweep.json written by fabric sweep (with points)")
 
 
 def variants(data: dict, source: str, over: str, values: list) -> list:

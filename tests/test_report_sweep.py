@@ -80,6 +80,7 @@ def test_report_re_renders_a_copied_run_byte_for_byte(tmp_path, capsys):
     doc = json.loads((STORED / "results.json").read_text())
     assert cli.main(["report", str(run)]) == 0
     assert capsys.readouterr().out == report.table(doc) + "\n"
+    assert sorted(p.name for p in run.glob("*.png")) == ["latency_cdf.png", "skew.png", "token_breakdown.png"]
     assert "TPOT" in report.table(doc) and "stragglers" in report.table(doc)
     first = {p.name: p.read_bytes() for p in run.glob("*.csv")}
     assert set(first) == {"results.csv", "workloads.csv"}
@@ -145,10 +146,14 @@ def test_compare_table_puts_fabrics_in_columns_against_the_best():
 def test_report_re_renders_a_compare(tmp_path, capsys):
     from fabric import compare
     fast = json.loads((STORED / "results.json").read_text())
+    from fabric import results
     doc = compare.document([fast, fast], ["1-a", "2-b"], "w.yaml")
     compare.write(tmp_path, json.loads(json.dumps(doc)))
+    for name in ("1-a", "2-b"):
+        results.write(tmp_path / name, fast)
     assert cli.main(["report", str(tmp_path)]) == 0
     assert capsys.readouterr().out == compare.table(doc) + "\n"
+    assert (tmp_path / "compare.png").is_file()
 
 
 def test_compare_needs_two_profiles(capsys):

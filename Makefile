@@ -7,7 +7,8 @@ setup:
 demo: setup
 	.venv/bin/fabric run profiles/isl-800g.yaml
 
-test: setup
+test:
+	@scripts/setup.sh --test
 	.venv/bin/python -m pytest -q -rs tests
 
 clean:

@@ -265,12 +265,12 @@ def cmd_sweep(args) -> int:
 
 
 def _pictures(folder: Path) -> None:
-    """The PNGs beside the JSON.  Drawn on the host: inside the microVM the command that
+    """The PNGs and report.html beside the JSON.  Drawn on the host: inside the microVM the command that
     started it draws them once the VM is done (no font cache to build in a slow guest)."""
-    from fabric import microvm, plots
+    from fabric import html, microvm
     if microvm.inside():
         return
-    paths = plots.for_folder(folder)
+    paths = html.for_folder(folder)
     if paths:
         _log(f"fabric: drew {', '.join(p.name for p in paths)} in {folder}")
 

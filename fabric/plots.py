@@ -188,16 +188,6 @@ def compare_figures(doc: dict, docs: list[dict]) -> dict:
     return {name: fig for name, fig in figs.items() if fig is not None}
 
 
-def for_folder(folder: Path) -> list[Path]:
-    """Draw and save the pictures of the run or compare in `folder` (from its JSON)."""
-    from fabric import compare, results
-    if (folder / "compare.json").is_file():
-        doc = compare.read_doc(folder)
-        docs = [results.read(folder / f["results"]) for f in doc["fabrics"]]
-        return save(compare_figures(doc, docs), folder)
-    return save(run_figures(results.read(folder)), folder)
-
-
 def save(figures: dict, out: Path) -> list[Path]:
     """Write each figure as out/<name>.png (small: 100 dpi) and close it."""
     plt = _pyplot()

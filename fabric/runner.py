@@ -143,10 +143,11 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
         signal.signal(signal.SIGTERM, previous)
     doc = results.document(plan, results.summarize(plan, spec_of, rank_results), netem,
                            workloads=results.summarize_workloads(plan, profile.workloads, rank_workloads))
-    doc["links"] = [{"name": l.name, "rate_bps": l.rate_bps, "latency_s": l.latency_s, "jitter_s": l.jitter_s,
-                     "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
+    # used_links: the ranks' own link class first, then the domains' uplink (two_tier)
+    doc["links"] = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
+                     "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
                      "emulated_latency_s": plan.emulated(l).latency_s}
-                    for l in (profile.link(n) for n in profile.used_links())]
+                    for role, l in zip(("ranks", "uplink"), (profile.link(n) for n in profile.used_links()))]
     return doc
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what fabric needs and is missing: Debian packages (as root), the .venv, the project.
-# Idempotent and quick when everything is there already.
+# Idempotent and quick when everything is there already.  --test: also what only the tests need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +26,10 @@ ensure_apt() {
 }
 
 ensure_apt "fabric" "${APT_PACKAGES[@]}"
+# make test: a browser to render report.html in (tests/test_html.py), as root only
+if [[ ${1:-} == --test && $(id -u) -eq 0 ]]; then
+  ensure_apt "the report.html test" chromium chromium-driver
+fi
 
 if [[ ! -x .venv/bin/python ]]; then
   echo "setup: creating .venv"

@@ -147,22 +147,29 @@ def _start(args, calibrate: bool, profile=None):
     extras, k choice) or, when there is nothing more to do here, the exit code (the microVM
     ran it, or this host cannot).  profile: a variant of args.profile (sweep over sizes)."""
     from fabric import microvm
-    from fabric.runner import HostUnfit, check_host
     profile, out = profile or load(args.profile), _out_dir(args)
     if profile.topology.ranks < 2 and args.cmd == "probe":
         raise ProfileError(profile.source, "topology", "at least 2 ranks to probe a path")
     vm = microvm.inside()
     if _needs_vm(profile, args):
         return _run_in_microvm(profile, args, out)
-    try:
-        netem = check_host(profile)
-        choice = _choose(profile, args, calibrate_if_missing=calibrate)
-    except HostUnfit as exc:
-        _err(str(exc))
-        return EXIT_HOST
+    ready = _host_ready(profile, args, calibrate)
+    if isinstance(ready, int):
+        return ready
+    netem, choice = ready
     print(f"fabric: scale k = {choice.k:g} ({choice.reason})", file=sys.stderr)
     extra = dict(kernel=vm["kernel"], kvm=vm["kvm"]) if vm else {}
     return profile, out, "microvm" if vm else netem, extra, choice
+
+
+def _host_ready(profile, args, calibrate: bool):
+    """(netem kind, k choice) for running `profile` here, or the exit code when this host cannot."""
+    from fabric.runner import HostUnfit, check_host
+    try:
+        return check_host(profile), _choose(profile, args, calibrate_if_missing=calibrate)
+    except HostUnfit as exc:
+        _err(str(exc))
+        return EXIT_HOST
 
 
 def cmd_run(args) -> int:
@@ -192,7 +199,7 @@ def cmd_compare(args) -> int:
     """The same workload on each profile's fabric, one after the other, and one table."""
     from fabric import compare, results
     from fabric.ranks import RankError
-    from fabric.runner import HostUnfit, check_host, execute
+    from fabric.runner import execute
     if len(args.profiles) < 2:
         _err("compare: expected two or more profiles")
         return EXIT_INPUT
@@ -204,12 +211,10 @@ def cmd_compare(args) -> int:
     vm = microvm.inside()
     docs, dirs = [], []
     for i, profile in enumerate(profiles):
-        try:
-            netem = check_host(profile)
-            choice = _choose(profile, args, calibrate_if_missing=True)
-        except HostUnfit as exc:
-            _err(str(exc))
-            return EXIT_HOST
+        ready = _host_ready(profile, args, calibrate=True)
+        if isinstance(ready, int):
+            return ready
+        netem, choice = ready
         _log(f"fabric compare: {profile.name} ({i + 1} of {len(profiles)}), scale k = {choice.k:g} ({choice.reason})")
         doc, code = _attempt("compare", RankError, lambda: execute(profile, choice.k, netem, log=_log))
         if code:

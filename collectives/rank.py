@@ -70,7 +70,7 @@ MAX_MARGIN_S = 1.0
 
 
 def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float, agree,
-           delays: Delays | None = None) -> tuple[dict, float]:
+           delays: Delays | None = None, done=lambda i: None) -> tuple[dict, float]:
     """Run one op/size; returns its record and the start margin that worked (for the next op)."""
     coll = COLLECTIVES[op["op"]]
     spec = SimpleNamespace(**op)
@@ -91,13 +91,14 @@ def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float, agree,
         if i >= op["warmup"]:
             times.append(end - start)
             late += not on_time
+        done(i + 1)
     record = {"op": op["op"], "bytes": op["bytes"], "times_s": times,
               "correct": bool(correct) if op.get("check", True) else None, "late_starts": late}
     return record, margin_s
 
 
 def run_workload(torch, dist, rank: int, world: int, entry: dict, margin_s: float, agree,
-                 delays: Delays | None = None) -> tuple[dict, float]:
+                 delays: Delays | None = None, done=lambda i: None) -> tuple[dict, float]:
     """Run one inference workload entry (workloads.execute): per iteration, each phase's end."""
     from workloads import execute
     phases = entry["phases"]
@@ -114,6 +115,7 @@ def run_workload(torch, dist, rank: int, world: int, entry: dict, margin_s: floa
         if i >= entry["warmup"]:
             ends.append(got)
             late += not on_time
+        done(i + 1)
     return {"entry": entry["entry"], "ends_s": ends, "correct": bool(correct), "late_starts": late}, margin_s
 
 
@@ -132,11 +134,16 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
             return agree_over_gloo(torch, dist, margin_s)
     delays = Delays(job.get("delays", []), job.get("seed", 0))
     results, workloads, margin = [], [], job["margin_s"]
-    for op in job["ops"]:
-        record, margin = run_op(torch, dist, job["rank"], job["world"], op, margin, agree, delays)
+    progress = open(job["progress"], "a", buffering=1) if job.get("progress") else None
+
+    def done(item):   # "item iterations-done" lines: the parent's progress bar (rank 0 only)
+        return (lambda i: progress.write(f"{item} {i}\n")) if progress else (lambda i: None)
+    for j, op in enumerate(job["ops"]):
+        record, margin = run_op(torch, dist, job["rank"], job["world"], op, margin, agree, delays, done(j))
         results.append(record)
-    for entry in job.get("workloads", []):
-        record, margin = run_workload(torch, dist, job["rank"], job["world"], entry, margin, agree, delays)
+    for j, entry in enumerate(job.get("workloads", [])):
+        record, margin = run_workload(torch, dist, job["rank"], job["world"], entry, margin, agree, delays,
+                                      done(len(job["ops"]) + j))
         workloads.append(record)
     dist.barrier()
     dist.destroy_process_group()

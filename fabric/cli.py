@@ -14,9 +14,11 @@ from pathlib import Path
 
 from collectives import COLLECTIVES
 from fabric import cleanup, host, scale
+from fabric.progress import Progress
 from fabric.profile import ProfileError, load
 
 EXIT_FAILED, EXIT_INPUT, EXIT_HOST, EXIT_INTERRUPTED = 1, 2, 3, 130
+_UI = Progress()   # replaced in main() by one that knows --quiet and whether this is the microVM
 VM_RUN_LIMIT_S = 3600   # the run inside bounds itself; this only guards against a hung VM
 
 
@@ -157,7 +159,7 @@ def _start(args, calibrate: bool, profile=None):
     if isinstance(ready, int):
         return ready
     netem, choice = ready
-    print(f"fabric: scale k = {choice.k:g} ({choice.reason})", file=sys.stderr)
+    _log(f"fabric: scale k = {choice.k:g} ({choice.reason})")
     extra = dict(kernel=vm["kernel"], kvm=vm["kvm"]) if vm else {}
     return profile, out, "microvm" if vm else netem, extra, choice
 
@@ -185,7 +187,7 @@ def _run(args, profile=None, fitted: bool = False) -> int:
     if isinstance(started, int):
         return started
     profile, out, netem, extra, choice = started
-    doc, code = _attempt(args.cmd, RankError, lambda: execute(profile, choice.k, netem, log=_log))
+    doc, code = _attempt(args.cmd, RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI))
     if code:
         return code
     doc["scale_reason"] = choice.reason
@@ -216,7 +218,7 @@ def cmd_compare(args) -> int:
             return ready
         netem, choice = ready
         _log(f"fabric compare: {profile.name} ({i + 1} of {len(profiles)}), scale k = {choice.k:g} ({choice.reason})")
-        doc, code = _attempt("compare", RankError, lambda: execute(profile, choice.k, netem, log=_log))
+        doc, code = _attempt("compare", RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI))
         if code:
             return code
         doc["scale_reason"] = choice.reason
@@ -226,7 +228,8 @@ def cmd_compare(args) -> int:
         docs.append(doc)
     doc = compare.document(docs, dirs, args.workload or args.profiles[0])
     compare.write(out, doc)
-    print(compare.table(doc))
+    _UI.close()
+    print(json.dumps(doc) if _JSON else compare.table(doc))
     _log(f"fabric: wrote {out / 'compare.json'} and each fabric's results in {out}/<n>-<name>/")
     _pictures(out)
     return EXIT_FAILED if any(r["correct"] is False for d in docs for r in d["results"]) else 0
@@ -235,8 +238,9 @@ def cmd_compare(args) -> int:
 def _write_run(out: Path, doc: dict) -> int:
     from fabric import report, results
     results.write(out, doc)
-    print(report.table(doc))
-    print(f"fabric: wrote {out / 'results.json'} and the CSV files beside it", file=sys.stderr)
+    _UI.close()
+    print(json.dumps(doc) if _JSON else report.table(doc))
+    _log(f"fabric: wrote {out / 'results.json'} and the CSV files beside it")
     _pictures(out)
     if any(r["correct"] is False for r in doc["results"]):
         _err("some results were WRONG (see the check column)")
@@ -264,8 +268,9 @@ def cmd_sweep(args) -> int:
     doc.update(scale=choice.k, scale_reason=choice.reason, emulation=extra)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
-    print(sweep.table(doc))
-    print(f"fabric: wrote {out / 'sweep.json'}", file=sys.stderr)
+    _UI.close()
+    print(json.dumps(doc) if _JSON else sweep.table(doc))
+    _log(f"fabric: wrote {out / 'sweep.json'}")
     return 0
 
 
@@ -304,7 +309,7 @@ def cmd_report(args) -> int:
 
 
 def _log(message: str) -> None:
-    print(message, file=sys.stderr)
+    _UI.log(message)
 
 
 def _attempt(what: str, failure: type, fn):
@@ -382,7 +387,7 @@ def cmd_probe(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "probe.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(probe.table(doc))
-    print(f"fabric: wrote {out / 'probe.json'}", file=sys.stderr)
+    _log(f"fabric: wrote {out / 'probe.json'}")
     return 0
 
 
@@ -407,7 +412,8 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
     # paths as given: the guest runs in this same directory, and the report shows what was typed
     paths = args.profiles if args.cmd == "compare" else [args.profile]
     inner = [sys.executable, "-m", "fabric.cli", args.cmd, *paths,
-             "--out", str(out.resolve()), "--vm", "never"] + (["--scale", str(args.scale)] if args.scale else [])
+             "--out", str(out.resolve()), "--vm", "never"] + (["--scale", str(args.scale)] if args.scale else []) \
+        + (["--quiet"] if getattr(args, "quiet", False) else []) + (["--json"] if getattr(args, "json", False) else [])
     if args.cmd == "compare" and args.workload:
         inner += ["--workload", args.workload]
     if args.cmd == "probe":
@@ -420,16 +426,17 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
     try:
         info = microvm.host_info()
         release = microvm.kernel()[1]
-        print(f"fabric: {why}: running inside a microVM (kernel {release}, "
-              f"{'KVM' if info.kvm else 'software emulation: KVM unavailable or hanging'})", file=sys.stderr,
-              flush=True)
+        _log(f"fabric: {why}: running inside a microVM (kernel {release}, "
+             f"{'KVM' if info.kvm else 'software emulation: KVM unavailable or hanging'})")
+        _UI.phase("booting the microVM")
         from workloads.base import buffer_bytes
         biggest = max([size for p in profiles for op in p.workload for size in op.sizes] +
                       [buffer_bytes(e.workload.phases(p.topology.ranks)) for p in profiles for e in p.workloads])
         ranks = max(p.topology.ranks for p in profiles)
         if getattr(args, "ranks", None):   # a sweep over rank counts: room for its largest point
             ranks = max(ranks, max(args.ranks) * profiles[0].topology.domains)
-        code = microvm.run(inner, out, ranks, biggest, timeout_s=VM_RUN_LIMIT_S)
+        code = microvm.run(inner, out, ranks, biggest, timeout_s=VM_RUN_LIMIT_S, on_line=_UI.feed)
+        _UI.close()
     except microvm.MicroVMError as exc:
         _err(str(exc))
         return EXIT_HOST
@@ -486,6 +493,8 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("-n", "--iters", type=_whole_arg, default=20, help="iterations per size (default 20)")
             sp.add_argument("-w", "--warmup_iters", type=_whole_arg, default=1, help="warmup iterations (default 1)")
             sp.add_argument("-c", "--check", type=_whole_arg, default=1, help="0: do not verify results (default 1)")
+        if name in ("run", "sweep"):
+            _quiet_json(sp)
         if name in ("run", "probe", "sweep"):
             sp.add_argument("--out", default="runs/latest", help="folder for the results files")
             sp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
@@ -501,6 +510,7 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("--out", default="runs/compare", help="folder for compare.json and each fabric's results")
     cp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
                     help="run inside a microVM with netem (auto: when a profile needs netem and this kernel lacks it)")
+    _quiet_json(cp)
     cp.set_defaults(fn=cmd_compare)
     rp = sub.add_parser("report", help="print a past run's tables again, from its folder (no re-run)")
     rp.add_argument("run_dir", help="a folder fabric run or sweep wrote (--out)")
@@ -511,8 +521,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+_JSON = False    # --json: the results document on stdout instead of the table
+
+
+def _quiet_json(sp) -> None:
+    sp.add_argument("--quiet", action="store_true", help="no progress and no log lines (errors still)")
+    sp.add_argument("--json", action="store_true",
+                    help="print the results document (JSON) on stdout instead of the table, for scripts")
+
+
 def main(argv: list[str] | None = None) -> int:
+    from fabric import microvm
+    global _UI, _JSON
     args = parser().parse_args(argv)
+    _UI = Progress(quiet=getattr(args, "quiet", False), forward=microvm.inside() is not None)
+    _JSON = getattr(args, "json", False)
     try:
         return args.fn(args)
     except ProfileError as exc:
@@ -524,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:   # `fabric plan ... | head`: the reader left; that is not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        _UI.close()
 
 
 if __name__ == "__main__":

@@ -159,10 +159,12 @@ def _env() -> dict:
 
 
 def _run(cmd: list[str], timeout_s: float, quiet: bool = False, ready_timeout_s: float | None = None,
-         on_ready=None) -> int | None:
+         on_ready=None, on_line=None) -> int | None:
     """Run QEMU (through vng) in its own session; kill the whole session on timeout or Ctrl-C.
     Returns the exit code, or None on timeout.  With ready_timeout_s, the inner fabric must
-    print READY within that time (the boot); on_ready(seconds) is called when it does."""
+    print READY within that time (the boot); on_ready(seconds) is called when it does.
+    The guest's output arrives as one stream: its fabric log lines go to stderr (unless
+    on_line(line) took them: progress), the rest (tables, JSON) to stdout."""
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL if quiet else subprocess.PIPE,
                             stderr=subprocess.DEVNULL if quiet else subprocess.STDOUT, env=_env(),
@@ -182,7 +184,10 @@ def _run(cmd: list[str], timeout_s: float, quiet: bool = False, ready_timeout_s:
                 ready_by = None
                 if on_ready:
                     on_ready(time.monotonic() - t0)
-            print(line.rstrip("\r"), flush=True)
+            line = line.rstrip("\r")
+            if on_line is not None and on_line(line):
+                continue
+            print(line, file=sys.stderr if line.startswith("fabric") else sys.stdout, flush=True)
 
     try:
         while True:
@@ -210,8 +215,9 @@ def _run(cmd: list[str], timeout_s: float, quiet: bool = False, ready_timeout_s:
             proc.wait()
 
 
-def run(argv: list[str], out_dir: Path, ranks: int, max_bytes: int, timeout_s: float) -> int:
-    """Run `argv` (a fabric command line) inside the microVM; return its exit code."""
+def run(argv: list[str], out_dir: Path, ranks: int, max_bytes: int, timeout_s: float, on_line=None) -> int:
+    """Run `argv` (a fabric command line) inside the microVM; return its exit code.
+    on_line(line) -> bool: offered each line of the guest's output first (True: handled)."""
     info = host_info()
     out_dir.mkdir(parents=True, exist_ok=True)
     cache = scale.cache_path().parent
@@ -225,7 +231,7 @@ def run(argv: list[str], out_dir: Path, ranks: int, max_bytes: int, timeout_s: f
         script.flush()
         cmd = command(f"sh {_quote(script.name)}", info.kvm, os.cpu_count() or 1, memory, rwdirs)
         code = _run(cmd, BOOT_TIMEOUT_S + timeout_s, ready_timeout_s=BOOT_TIMEOUT_S,
-                    on_ready=lambda s: _store(Host(info.kvm, round(s, 1), info.key)))
+                    on_ready=lambda s: _store(Host(info.kvm, round(s, 1), info.key)), on_line=on_line)
     if code is None:
         raise MicroVMError(f"the run inside the microVM did not finish within {BOOT_TIMEOUT_S + timeout_s:.0f} s")
     return code

@@ -47,9 +47,11 @@ class RankWorkload:
 
 def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_timeout_s: float,
         margin_s: float, workloads: list[dict] = (), delays: dict | None = None,
-        seed: int = 0) -> tuple[list[RankResult], list[RankWorkload]]:
+        seed: int = 0, on_progress=None) -> tuple[list[RankResult], list[RankWorkload]]:
     """Run `jobs` (the same op list for every rank), then `workloads`, and return every rank's
-    results.  delays: rank -> its delay laws (collectives.delays), emulated seconds."""
+    results.  delays: rank -> its delay laws (collectives.delays), emulated seconds.
+    on_progress(item, iterations done): called as rank 0 finishes iterations (items: the jobs,
+    then the workloads)."""
     import torch  # noqa: F401  (imported once here, inherited by every forked rank)
     import torch.distributed  # noqa: F401
     from collectives import rank as rank_main
@@ -62,11 +64,12 @@ def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_ti
             job = {"rank": host.rank, "world": plan.ranks, "master": plan.hosts[0].ip, "port": PORT,
                    "timeout_s": op_timeout_s, "margin_s": margin_s, "ops": jobs, "workloads": list(workloads),
                    "delays": (delays or {}).get(host.rank, []), "seed": seed * 1009 + host.rank,
-                   "out": str(workdir / f"rank{host.rank}.json")}
+                   "out": str(workdir / f"rank{host.rank}.json"),
+                   "progress": str(workdir / "progress") if on_progress and host.rank == 0 else None}
             env = {"GLOO_SOCKET_IFNAME": plan.host_intf(host.rank), "OMP_NUM_THREADS": "1"}
             pids[emu.fork(host.rank, _child(rank_main.run_job, job, clock, env, workdir / f"rank{host.rank}.log"),
                           name=f"{plan.prefix}r{host.rank}")] = host.rank
-        _wait(pids, workdir, timeout_s)
+        _wait(pids, workdir, timeout_s, on_progress)
     finally:
         emu.reap(list(pids))
     out, wl = [], []
@@ -94,10 +97,13 @@ def _child(fn, job: dict, clock, env: dict, log: Path):
     return body
 
 
-def _wait(pids: dict[int, int], workdir: Path, timeout_s: float) -> None:
+def _wait(pids: dict[int, int], workdir: Path, timeout_s: float, on_progress=None) -> None:
     deadline = time.monotonic() + timeout_s
     running = dict(pids)
+    seen = 0
     while running:
+        if on_progress:
+            seen = _read_progress(workdir / "progress", seen, on_progress)
         failed = _reap_finished(running)
         if failed:
             # a dead rank makes its peers fail a moment later with "connection reset": give them
@@ -115,6 +121,21 @@ def _wait(pids: dict[int, int], workdir: Path, timeout_s: float) -> None:
             raise RankError(f"ranks {sorted(running.values())} still running after {timeout_s:.0f} s "
                             f"(the run's time limit)")
         time.sleep(0.05)
+
+
+def _read_progress(path: Path, seen: int, on_progress) -> int:
+    """Pass rank 0's new complete progress lines to on_progress; return the bytes read so far."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(seen)
+            data = f.read()
+    except FileNotFoundError:
+        return seen
+    complete = data[:data.rfind(b"\n") + 1]
+    for line in complete.decode().splitlines():
+        item, done = map(int, line.split())
+        on_progress(item, done)
+    return seen + len(complete)
 
 
 def _reap_finished(running: dict[int, int]) -> list[tuple[int, int]]:

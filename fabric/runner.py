@@ -93,6 +93,28 @@ def check_host_tools() -> None:
         raise HostUnfit("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
 
 
+def _items(profile: Profile, plan: Plan, job_list: list[dict], spec_of: dict) -> list[tuple[str, int, int, float]]:
+    """What the ranks run, in order: (label, warmup, iterations in all, α-β seconds of one)."""
+    from fabric.results import model_iteration
+    out = [(f"{j['op']} {j['bytes']} B", j["warmup"], j["warmup"] + j["iters"],
+            predict(plan, COLLECTIVES[j["op"]].schedule(plan.ranks, j["bytes"], spec_of[(j["op"], j["bytes"])])).time_s)
+           for j in job_list]
+    return out + [(e.label, e.warmup, e.warmup + e.iters,
+                   model_iteration(plan, e.workload, e.workload.phases(plan.ranks))) for e in profile.workloads]
+
+
+def _tracker(progress, what: str, items: list[tuple[str, int, int, float]]):
+    """on_progress for ranks.run: rank 0's (item, iterations done) as predicted seconds done."""
+    before = [sum(n * t for _, _, n, t in items[:i]) for i in range(len(items))]
+    progress.phase(f"{what}starting {len(items)} ops and workloads", total=sum(n * t for _, _, n, t in items) or None)
+
+    def on_progress(item: int, done: int) -> None:
+        label, warmup, total, t = items[item]
+        stage = "warmup" if done <= warmup else f"{done - warmup} of {total - warmup}"
+        progress.update(before[item] + done * t, f"{what}{item + 1} of {len(items)}: {label} ({stage})")
+    return on_progress
+
+
 def check_host(profile: Profile) -> str:
     """'native' or 'none' (netem use); raises HostUnfit when this host cannot run the profile."""
     check_host_tools()
@@ -107,22 +129,25 @@ def check_host(profile: Profile) -> str:
     return "none"
 
 
-def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None = None) -> dict:
+def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None = None, progress=None) -> dict:
     """Build, run, tear down; return the results document.  Raises ranks.RankError on failure.
-    A profile with stragglers runs twice, first without them: the baseline of its slowdown."""
+    A profile with stragglers runs twice, first without them: the baseline of its slowdown.
+    progress: a fabric.progress.Progress to show the phases on."""
     if not profile.stragglers:
-        return _execute_once(profile, k, netem, log, keep)
+        return _execute_once(profile, k, netem, log, keep, progress)
     log(f"fabric: baseline run without the {len(profile.stragglers)} stragglers")
-    baseline = _execute_once(profile.without_stragglers(), k, netem, log, keep and keep / "baseline")
+    baseline = _execute_once(profile.without_stragglers(), k, netem, log, keep and keep / "baseline", progress,
+                             "baseline: ")
     log("fabric: run with the stragglers: " + "; ".join(s.label for s in profile.stragglers))
-    doc = _execute_once(profile, k, netem, log, keep)
+    doc = _execute_once(profile, k, netem, log, keep, progress, "stragglers: ")
     doc["stragglers"] = {"entries": [s.label for s in profile.stragglers],
                          "baseline": {"results": baseline["results"], "workloads": baseline["workloads"]},
                          "slowdown": results.slowdown(baseline, doc)}
     return doc
 
 
-def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None) -> dict:
+def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None, progress=None,
+                  what: str = "") -> dict:
     plan = build(profile, k, run_id=new_run_id())
     job_list, spec_of = jobs(profile, plan.ranks)
     wl_jobs = workload_jobs(profile, plan)
@@ -133,12 +158,15 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
             workdir = keep or Path(tmp)
             log(f"fabric: building {plan.ranks} hosts, {len(plan.switches)} bridges, "
                 f"{len(plan.shapers)} shaped link directions ({plan.prefix})")
+            if progress:
+                progress.phase(f"{what}building the topology")
             with Emulation(plan) as emu:
+                on_progress = _tracker(progress, what, _items(profile, plan, job_list, spec_of)) if progress else None
                 log(f"fabric: running {len(job_list)} op/size pairs and {len(wl_jobs)} workloads on {plan.ranks} "
                     f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
                 rank_results, rank_workloads = ranks.run(
                     emu, job_list, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
-                    workloads=wl_jobs, delays=delay_laws(profile, k), seed=profile.seed)
+                    workloads=wl_jobs, delays=delay_laws(profile, k), seed=profile.seed, on_progress=on_progress)
     finally:
         signal.signal(signal.SIGTERM, previous)
     doc = results.document(plan, results.summarize(plan, spec_of, rank_results), netem,

@@ -262,7 +262,7 @@ def cmd_sweep(args) -> int:
         return started
     _, out, netem, extra, choice = started
     doc, code = _attempt("sweep", RankError,
-                         lambda: sweep.run(data, args.profile, over, values, choice.k, netem, log=_log))
+                         lambda: sweep.run(data, args.profile, over, values, choice.k, netem, log=_log, progress=_UI))
     if code:
         return code
     doc.update(scale=choice.k, scale_reason=choice.reason, emulation=extra)

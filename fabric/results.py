@@ -69,7 +69,8 @@ def summarize(plan: Plan, spec_of: dict, rank_results: list[RankResult]) -> list
             projected={"time_us": stats["p50"] / k, "algbw_GBps": algbw * k, "busbw_GBps": busbw * k},
             link_GBps=link, bus_efficiency=busbw / link, model_time_us=model_us,
             measured_over_model=stats["p50"] / model_us if model_us > 0 else float("nan"),
-            correct=None if per_rank[0].correct is None else all(rr.correct for rr in per_rank), late_starts=sum(rr.late_starts for rr in per_rank),
+            correct=None if per_rank[0].correct is None else all(rr.correct for rr in per_rank),
+            late_starts=sum(rr.late_starts for rr in per_rank),
             rank_time_us=[[t * 1e6 for t in rr.times_s] for rr in per_rank],
             **skew([rr.times_s for rr in per_rank], k),
         ))
@@ -180,9 +181,10 @@ CSV_FIELDS = ["op", "bytes", "count", "type", "ranks", "iters", "time_us.min", "
               "measured_over_model", "correct", "late_starts"]
 
 
-WORKLOAD_CSV_FIELDS = ["kind", "label", "ranks", "iters"] + [f"{f}.{q}" for f in ("iteration_us", "projected_iteration_us")
-                                                              for q in ("min", "p50", "p95", "p99", "max")] + \
-    ["model_iteration_us", "measured_over_model", "correct", "late_starts"]
+WORKLOAD_CSV_FIELDS = (["kind", "label", "ranks", "iters"]
+                       + [f"{f}.{q}" for f in ("iteration_us", "projected_iteration_us")
+                          for q in ("min", "p50", "p95", "p99", "max")]
+                       + ["model_iteration_us", "measured_over_model", "correct", "late_starts"])
 
 
 def write(out_dir: Path, doc: dict) -> None:

@@ -63,18 +63,19 @@ def variants(data: dict, source: str, over: str, values: list) -> list:
     return out
 
 
-def run(data: dict, source: str, over: str, values: list, k: float, netem: str, log) -> dict:
+def run(data: dict, source: str, over: str, values: list, k: float, netem: str, log, progress=None) -> dict:
     """Every point's results document and, per op/workload, its slowdown against its baseline."""
     from fabric.runner import _execute_once, execute
     points = variants(data, source, over, values)
     shared = None
     if over == "delay":
         log("fabric sweep: baseline without stragglers")
-        shared = _execute_once(points[0][1].without_stragglers(), k, netem, log, None)
+        shared = _execute_once(points[0][1].without_stragglers(), k, netem, log, None, progress, "baseline: ")
     docs = []
     for v, profile in points:
         log(f"fabric sweep: {over} = {v}")
-        doc = _execute_once(profile, k, netem, log, None) if shared else execute(profile, k, netem, log)
+        doc = (_execute_once(profile, k, netem, log, None, progress, f"{over} = {v}: ") if shared else
+               execute(profile, k, netem, log, progress=progress))
         # against the shared baseline, the point's own (stragglers), or else the first point
         if shared:
             base = shared

@@ -106,7 +106,7 @@ def cmd_doctor(args) -> int:
 
 def cmd_plan(args) -> int:
     from fabric.plan import build
-    from fabric.runner import jobs, sizing
+    from fabric.runner import items, jobs, sizing
     profile = load(args.profile)
     choice = _choose(profile, args, calibrate_if_missing=False)
     plan = build(profile, choice.k)
@@ -124,20 +124,15 @@ def cmd_plan(args) -> int:
           f"; {len(plan.hosts)} hosts, {len(plan.switches)} bridges, {len(plan.links)} links, "
           f"{len(plan.shapers)} shaped directions; netem {'needed' if plan.needs_netem else 'not needed'}")
     job_list, spec_of = jobs(profile, plan.ranks)
-    from collectives import COLLECTIVES
-    from fabric.model import predict
-    from fabric.results import model_iteration
-    for job in job_list:
-        pred = predict(plan, COLLECTIVES[job["op"]].schedule(plan.ranks, job["bytes"], spec_of[(job["op"], job["bytes"])]))
-        print(f"# workload {job['op']} {job['bytes']} B x {job['iters']} (+{job['warmup']} warmup): "
-              f"model {pred.time_s * 1e6:.1f} us emulated, {pred.time_s / choice.k * 1e6:.3f} us real")
-    for e in profile.workloads:
-        t = model_iteration(plan, e.workload, e.workload.phases(plan.ranks))
-        print(f"# workload {e.label} x {e.iters} (+{e.warmup} warmup): model {t:.3g} s emulated per iteration, "
-              f"{t / choice.k * 1e6:.4g} us real")
+    work = items(plan, job_list, spec_of)
+    for i in work:
+        t = i.seconds
+        print(f"# workload {i.label} x {i.iters} (+{i.warmup} warmup): " +
+              (f"model {t * 1e6:.1f} us emulated, {t / choice.k * 1e6:.3f} us real" if i.op else
+               f"model {t:.3g} s emulated per iteration, {t / choice.k * 1e6:.4g} us real"))
     for s in profile.stragglers:
         print(f"# straggler: {s.label} (the run also runs a baseline without stragglers)")
-    bounds = sizing(plan, job_list, spec_of)
+    bounds = sizing(plan, work)
     print(f"# bounds: gloo op timeout {bounds.op_timeout_s:.0f} s, run time limit {bounds.run_timeout_s:.0f} s")
     print("# commands, Mininet-CLI style: each line runs in the named node's network namespace")
     print("\n".join(plan.commands()))

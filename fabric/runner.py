@@ -66,23 +66,41 @@ def delay_laws(profile: Profile, k: float) -> dict[int, list[tuple]]:
     return laws
 
 
-def sizing(plan: Plan, job_list: list[dict], spec_of: dict) -> Sizing:
+@dataclass(frozen=True)
+class Item:
+    """One op/size or inference workload entry, as the ranks run them, in order."""
+    label: str
+    warmup: int
+    iters: int
+    seconds: float      # α-β time of one iteration, emulated
+    calls: int          # collective calls per iteration (a late rank is late at each)
+    op: bool            # a plain collective (else a workload entry)
+
+
+def items(plan: Plan, job_list: list[dict], spec_of: dict) -> list[Item]:
+    """The α-β time of every op/size and workload iteration: for time limits, the plan's
+    estimates and the progress line's ETA."""
+    from workloads.base import COMMUNICATION
+    n, out = plan.ranks, []
+    for job in job_list:
+        schedule = COLLECTIVES[job["op"]].schedule(n, job["bytes"], spec_of[(job["op"], job["bytes"])])
+        out.append(Item(f"{job['op']} {job['bytes']} B", job["warmup"], job["iters"],
+                        predict(plan, schedule).time_s, 1, True))
+    for e in plan.profile.workloads:
+        phases = e.workload.phases(n)
+        out.append(Item(e.label, e.warmup, e.iters, results.model_iteration(plan, e.workload, phases),
+                        sum(isinstance(p, COMMUNICATION) for p in phases), False))
+    return out
+
+
+def sizing(plan: Plan, work: list[Item]) -> Sizing:
     """Time limits from the α-β prediction of every op and workload iteration (x 5, and
     x 20 for a single gloo wait), plus the stragglers' delays (a single wait: at their cap)."""
     from collectives.delays import CAP
-    from workloads.base import COMMUNICATION
-    n, profile = plan.ranks, plan.profile
     margin = 0.005   # ranks wake from a shared-memory barrier; doubled by a rank that was late
-    late = sum(law[1] for laws in delay_laws(profile, plan.scale).values() for law in laws)
-    total, longest = 0.0, 0.0
-    iterations = [(job["warmup"] + job["iters"],
-                   predict(plan, COLLECTIVES[job["op"]].schedule(n, job["bytes"], spec_of[(job["op"], job["bytes"])]))
-                   .time_s, 1) for job in job_list]
-    iterations += [(e.warmup + e.iters, results.model_iteration(plan, e.workload, e.workload.phases(n)),
-                    sum(isinstance(p, COMMUNICATION) for p in e.workload.phases(n))) for e in profile.workloads]
-    for count, t, calls in iterations:
-        longest = max(longest, t)
-        total += count * (5 * t + 5 * calls * late + 2 * margin + 0.05)
+    late = sum(law[1] for laws in delay_laws(plan.profile, plan.scale).values() for law in laws)
+    total = sum((i.warmup + i.iters) * (5 * i.seconds + 5 * i.calls * late + 2 * margin + 0.05) for i in work)
+    longest = max((i.seconds for i in work), default=0.0)
     return Sizing(margin, op_timeout_s=30 + 20 * longest + CAP * late, run_timeout_s=120 + total)
 
 
@@ -93,25 +111,16 @@ def check_host_tools() -> None:
         raise HostUnfit("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
 
 
-def _items(profile: Profile, plan: Plan, job_list: list[dict], spec_of: dict) -> list[tuple[str, int, int, float]]:
-    """What the ranks run, in order: (label, warmup, iterations in all, α-β seconds of one)."""
-    from fabric.results import model_iteration
-    out = [(f"{j['op']} {j['bytes']} B", j["warmup"], j["warmup"] + j["iters"],
-            predict(plan, COLLECTIVES[j["op"]].schedule(plan.ranks, j["bytes"], spec_of[(j["op"], j["bytes"])])).time_s)
-           for j in job_list]
-    return out + [(e.label, e.warmup, e.warmup + e.iters,
-                   model_iteration(plan, e.workload, e.workload.phases(plan.ranks))) for e in profile.workloads]
-
-
-def _tracker(progress, what: str, items: list[tuple[str, int, int, float]]):
+def _tracker(progress, what: str, work: list[Item]):
     """on_progress for ranks.run: rank 0's (item, iterations done) as predicted seconds done."""
-    before = [sum(n * t for _, _, n, t in items[:i]) for i in range(len(items))]
-    progress.phase(f"{what}starting {len(items)} ops and workloads", total=sum(n * t for _, _, n, t in items) or None)
+    before = [sum((i.warmup + i.iters) * i.seconds for i in work[:j]) for j in range(len(work))]
+    total = sum((i.warmup + i.iters) * i.seconds for i in work)
+    progress.phase(f"{what}starting {len(work)} ops and workloads", total=total or None)
 
-    def on_progress(item: int, done: int) -> None:
-        label, warmup, total, t = items[item]
-        stage = "warmup" if done <= warmup else f"{done - warmup} of {total - warmup}"
-        progress.update(before[item] + done * t, f"{what}{item + 1} of {len(items)}: {label} ({stage})")
+    def on_progress(j: int, done: int) -> None:
+        i = work[j]
+        stage = "warmup" if done <= i.warmup else f"{done - i.warmup} of {i.iters}"
+        progress.update(before[j] + done * i.seconds, f"{what}{j + 1} of {len(work)}: {i.label} ({stage})")
     return on_progress
 
 
@@ -151,7 +160,8 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
     plan = build(profile, k, run_id=new_run_id())
     job_list, spec_of = jobs(profile, plan.ranks)
     wl_jobs = workload_jobs(profile, plan)
-    bounds = sizing(plan, job_list, spec_of)
+    work = items(plan, job_list, spec_of)
+    bounds = sizing(plan, work)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with tempfile.TemporaryDirectory(prefix="fabric-") as tmp:
@@ -161,7 +171,7 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
             if progress:
                 progress.phase(f"{what}building the topology")
             with Emulation(plan) as emu:
-                on_progress = _tracker(progress, what, _items(profile, plan, job_list, spec_of)) if progress else None
+                on_progress = _tracker(progress, what, work) if progress else None
                 log(f"fabric: running {len(job_list)} op/size pairs and {len(wl_jobs)} workloads on {plan.ranks} "
                     f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
                 rank_results, rank_workloads = ranks.run(

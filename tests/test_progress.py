@@ -62,10 +62,10 @@ def test_the_tracker_moves_in_predicted_seconds():
         {"op": "all_reduce", "bytes": ["64KiB", "1MiB"], "iters": 3, "warmup": 1}]))
     plan = build(profile, 1)
     job_list, spec_of = runner.jobs(profile, plan.ranks)
-    items = runner._items(profile, plan, job_list, spec_of)
-    assert [(label, warmup, total) for label, warmup, total, _ in items] == [
+    items = runner.items(plan, job_list, spec_of)
+    assert [(i.label, i.warmup, i.warmup + i.iters) for i in items] == [
         ("all_reduce 65536 B", 1, 4), ("all_reduce 1048576 B", 1, 4)]
-    small, big = items[0][3], items[1][3]
+    small, big = items[0].seconds, items[1].seconds
     assert big > 10 * small > 0
 
     calls = []

@@ -404,20 +404,9 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
     if lacking:
         _err(f"{why}, and the microVM path needs: {'; '.join(lacking)} (make demo installs them)")
         return EXIT_HOST
-    # paths as given: the guest runs in this same directory, and the report shows what was typed
-    paths = args.profiles if args.cmd == "compare" else [args.profile]
-    inner = [sys.executable, "-m", "fabric.cli", args.cmd, *paths,
-             "--out", str(out.resolve()), "--vm", "never"] + (["--scale", str(args.scale)] if args.scale else []) \
-        + (["--quiet"] if getattr(args, "quiet", False) else []) + (["--json"] if getattr(args, "json", False) else [])
-    if args.cmd == "compare" and args.workload:
-        inner += ["--workload", args.workload]
-    if args.cmd == "probe":
-        inner += ["--count", str(args.count)]
-    if args.cmd == "sweep" and args.op:
-        inner += ["--op", args.op, "-b", str(args.minbytes), "-e", str(args.maxbytes), "-f", str(args.stepfactor),
-                  "-n", str(args.iters), "-w", str(args.warmup_iters), "-c", str(args.check)]
-    elif args.cmd == "sweep":
-        inner += ["--delay", ",".join(args.delay)] if args.delay else ["--ranks", ",".join(map(str, args.ranks))]
+    # the same command line (paths as typed: the guest runs in this same directory), its
+    # results in this --out, and no microVM inside the microVM (later options win)
+    inner = [sys.executable, "-m", "fabric.cli", *args.argv, "--out", str(out.resolve()), "--vm", "never"]
     try:
         info = microvm.host_info()
         release = microvm.kernel()[1]
@@ -528,7 +517,9 @@ def _quiet_json(sp) -> None:
 def main(argv: list[str] | None = None) -> int:
     from fabric import microvm
     global _UI, _JSON
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.argv = argv   # what the microVM runs again
     _UI = Progress(quiet=getattr(args, "quiet", False), forward=microvm.inside() is not None)
     _JSON = getattr(args, "json", False)
     try:

@@ -42,3 +42,24 @@ def test_not_root_run_and_doctor_say_what_is_missing(write_profile, tmp_path, ca
         assert "NO  root" in out and "not probed (needs root)" in out
     finally:
         host.kernel.cache_clear()
+
+
+def test_the_microvm_runs_the_same_command_line_with_its_out_and_no_vm(monkeypatch, tmp_path):
+    from fabric import microvm, runner
+    seen = {}
+    monkeypatch.setattr(runner, "check_host_tools", lambda: None)
+    monkeypatch.setattr(microvm, "missing", lambda: [])
+    monkeypatch.setattr(microvm, "kernel", lambda: ("/boot/vmlinuz-x", "x"))
+    monkeypatch.setattr(microvm, "host_info", lambda probe=True: microvm.Host(False, None, "t"))
+    monkeypatch.setattr(microvm, "run", lambda argv, out, ranks, biggest, **kw: seen.update(argv=argv, ranks=ranks) or 7)
+    typed = ["sweep", "profiles/isl-800g.yaml", "--op", "all_reduce", "-b", "4KiB", "-e", "64KiB", "-c", "0",
+             "--json", "--vm", "always", "--out", "rel"]
+    import shutil
+    from conftest import ROOT
+    shutil.copytree(ROOT / "profiles", tmp_path / "profiles")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(typed) == 7
+    assert seen["argv"][3:] == typed + ["--out", str(tmp_path / "rel"), "--vm", "never"]
+    assert seen["ranks"] == 8
+    args = cli.parser().parse_args(seen["argv"][3:])
+    assert (args.out, args.vm, args.op, args.check, args.json) == (str(tmp_path / "rel"), "never", "all_reduce", 0, True)

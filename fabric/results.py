@@ -84,6 +84,8 @@ def skew(per_rank: list[list[float | None]], k: float) -> dict:
     total, last = [0.0] * n, [0] * n
     for i in range(iters):
         times = [(t[i], r) for r, t in enumerate(per_rank) if t[i] is not None]
+        if not times:       # nothing ran (dp with math: add)
+            continue
         fastest = min(t for t, _ in times)
         for t, r in times:
             total[r] += t - fastest
@@ -114,7 +116,7 @@ def summarize_workloads(plan: Plan, entries, rank_runs: list[RankWorkload]) -> l
                     continue
                 sums[p.label] = sums.get(p.label, 0.0) + max(0.0, end - previous)
                 previous = end
-            iteration.append(max(e for e in ends if e is not None))
+            iteration.append(max((e for e in ends if e is not None), default=0.0))   # dp with math: add has no phases
             for label, v in sums.items():
                 by_label.setdefault(label, []).append(v)
         t = Timings(k, iteration, by_label)

@@ -65,6 +65,8 @@ def test_a_custom_model_is_given_by_the_same_fields():
      "workload[0].ep_moe.routing", "expected uniform"),
     ({"pp": {"model": "llama-3.1-8b", "batch": 6, "seq": 8, "stages": 2, "microbatches": 4}},
      "workload[0].pp.microbatches", "divisor"),
+    ({"pp": {"model": "llama-3.1-8b", "batch": 4, "seq": 8, "stages": 2, "microbatches": 4, "math": "add"}},
+     "workload[0].pp.math", "microbatches: 1"),
     ({"kv_transfer": {"model": "llama-3.1-8b", "prompt_tokens": 8, "prefill": [0, 9], "decode": [1]}},
      "workload[0].kv_transfer.prefill", "between 0 and 7"),
     ({"kv_transfer": {"model": "llama-3.1-8b", "prompt_tokens": 8, "prefill": "domain:2", "decode": [1]}},

@@ -108,6 +108,29 @@ def test_pp_handoff_and_bubble():
     assert bubble_fraction(4, 1) == pytest.approx(0.75)   # reference.md: PP=4 single request idles 75 %
 
 
+def test_pp_math_add_runs_the_handoffs_alone_and_adds_every_stage():
+    """One decode token through 8 stages: 7 hand-offs measured, 8 stages of math added."""
+    from workloads.base import Timings
+    w = Pipeline(L70, batch=1, seq=1, stages=8, microbatches=1, stage_time=5e-3, math="add")
+    phases = w.phases(8)
+    assert [type(p) for p in phases] == [Transfer] * 7 + [type(phases[-1])] and not any(
+        isinstance(p, Compute) for p in phases)
+    assert w.model_iteration([2e-6] * 7 + [0.0]) == pytest.approx(14e-6)
+    f = w.figures(Timings(k=10.0, iteration=[70e-6] * 3, phases={}))   # 7 us real of hand-offs
+    assert f["iteration_us"]["p50"] == pytest.approx(8 * 5e3 + 7)
+    assert f["handoff_us"] == pytest.approx(1.0) and f["comm_share"] == pytest.approx(7 / 40007)
+    assert f["bubble"] == pytest.approx(1 - 5e3 / 40007)
+
+
+def test_dp_math_add_has_no_phases_and_reports_the_math():
+    from workloads.base import Timings
+    from workloads.dp import Dp
+    w = Dp(L70, batch=1, layers=1, layer_time=1e-3, math="add")
+    assert w.phases(8) == []
+    f = w.figures(Timings(k=100.0, iteration=[0.0, 0.0], phases={}))
+    assert f["tpot_us"]["p50"] == pytest.approx(80 * 1e3)
+
+
 def test_tp_allreduce_scales_with_batch_and_dtype():
     assert tp_allreduce_bytes(L70, 32, "bf16") == 32 * 16384
     assert tp_allreduce_bytes(L70, 1, "fp32") == 32768

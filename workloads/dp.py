@@ -3,7 +3,8 @@
 The baseline the others are compared against: per layer one roofline wait (all the layer's
 weights / HBM bandwidth, or `layer_time`), no collective.  Its TPOT is what a rank's math
 alone costs; tp_decode's TPOT minus this is what splitting the model over the fabric added
-(and saved: tp divides the math).
+(and saved: tp divides the math).  `math: add` waits for nothing and reports the math alone
+(there is no traffic to measure; it saves the dilated waits).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from fabric.models import DTYPE_BYTES, Model
 from workloads.base import Compute, Phase, Timings
 
-KEYS = {"model", "batch", "dtype", "layers", "layer_time", "steps", "warmup"}
+KEYS = {"model", "batch", "dtype", "layers", "layer_time", "steps", "warmup", "math"}
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Dp:
     dtype: str = "bf16"
     layers: int = 2
     layer_time: float = 0.0
+    math: str = "emulate"    # emulate (scaled waits) | add (no waits: TPOT is the math)
 
     kind = "dp"
     keys = KEYS
@@ -38,18 +40,22 @@ class Dp:
                                             f"math has no roofline here; give layer_time")
             layer_time = model.layer_weights() * DTYPE_BYTES[dtype] / ctx.hbm_Bps
         return cls(model, c.integer(spec["batch"], f"{key}.batch", 1, 1 << 20), dtype,
-                   c.integer(spec.get("layers", 2), f"{key}.layers", 1, model.layers), layer_time)
+                   c.integer(spec.get("layers", 2), f"{key}.layers", 1, model.layers), layer_time,
+                   c.choice(spec.get("math", "emulate"), f"{key}.math", ("emulate", "add")))
 
     @property
     def label(self) -> str:
         return f"dp {self.model.name} batch {self.batch} (no traffic)"
 
     def phases(self, world: int) -> list[Phase]:
+        if self.math == "add":
+            return []
         return [Compute("layer", self.layer_time, tuple(range(world))) for _ in range(self.layers)]
 
     def figures(self, t: Timings) -> dict:
         per_token = self.model.layers / self.layers
-        return {"tpot_us": {q: t.real(t.iteration, p) * per_token * 1e6 for q, p in (("p50", 50), ("p95", 95),
+        step = t.iteration if self.math == "emulate" else [x + self.layer_time * self.layers * t.k for x in t.iteration]
+        return {"tpot_us": {q: t.real(step, p) * per_token * 1e6 for q, p in (("p50", 50), ("p95", 95),
                                                                                    ("p99", 99))},
                 "compute_us_per_token": self.layer_time * self.model.layers * 1e6}
 

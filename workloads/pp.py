@@ -6,6 +6,10 @@ hidden x 2 B per microbatch.  A stage's math per microbatch is a roofline (the s
 weights read once, or 2 x weights x tokens FLOPs if that takes longer), or `stage_time`.
 A stage sends a microbatch on and starts the next one while it travels.  With no
 communication cost the idle share (bubble) is (stages - 1) / (microbatches + stages - 1).
+`math: add` (one microbatch only, as a decode token at batch 1) runs the hand-offs alone and
+adds every stage's math to the iteration: exact there, because the single microbatch waits
+for each stage's math and each hand-off in turn, and it saves the dilated waits (a
+Llama-70B decode stage of 8 is ~5 ms of math, minutes of waiting at k = 5e4).
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ from fabric.models import DTYPE_BYTES, Model, activation_bytes
 from fabric.stats import percentile
 from workloads.base import Compute, Drain, Phase, Timings, Transfer
 
-KEYS = {"model", "batch", "seq", "stages", "microbatches", "dtype", "stage_time", "steps", "warmup"}
+KEYS = {"model", "batch", "seq", "stages", "microbatches", "dtype", "stage_time", "steps", "warmup", "math"}
 
 
 def bubble_fraction(stages: int, microbatches: int) -> float:
@@ -31,6 +35,7 @@ class Pipeline:
     microbatches: int
     dtype: str = "bf16"
     stage_time: float = 0.0  # real seconds of one stage's math on one microbatch
+    math: str = "emulate"    # emulate (scaled waits) | add (microbatches 1: added to the iteration)
 
     kind = "pp"
     keys = KEYS
@@ -47,13 +52,17 @@ class Pipeline:
         stage_time = c.time(spec.get("stage_time", 0), f"{key}.stage_time")
         dtype = c.dtype(spec.get("dtype", "bf16"), f"{key}.dtype")
         seq = c.integer(spec["seq"], f"{key}.seq", 1, 1 << 20)
+        math = c.choice(spec.get("math", "emulate"), f"{key}.math", ("emulate", "add"))
+        if math == "add" and micro != 1:
+            c.fail(f"{key}.math", f"add needs microbatches: 1 (only then do the stages' math and hand-offs "
+                                  f"simply add up), got microbatches {micro}")
         if not stage_time:
             if model.mla or model.moe:
                 c.fail(f"{key}.stage_time", f"missing: {model.name} is not a dense GQA model, so a stage's math "
                                             f"has no roofline here; give stage_time")
             weights = model.layer_weights() * model.layers / stages
             stage_time = max(weights * DTYPE_BYTES[dtype] / ctx.hbm_Bps, 2 * weights * batch // micro * seq / ctx.flops)
-        return cls(model, batch, seq, stages, micro, dtype, stage_time)
+        return cls(model, batch, seq, stages, micro, dtype, stage_time, math)
 
     @property
     def label(self) -> str:
@@ -72,7 +81,8 @@ class Pipeline:
         out: list[Phase] = []
         for _ in range(self.microbatches):
             for s in range(self.stages):
-                out.append(Compute("stage", self.stage_time, (s,)))
+                if self.math == "emulate":
+                    out.append(Compute("stage", self.stage_time, (s,)))
                 if s + 1 < self.stages:
                     out.append(Transfer("handoff", ((s, s + 1, self.handoff_bytes),), overlap=True))
         return out + [Drain("drain", tuple(range(self.stages)))]
@@ -80,22 +90,34 @@ class Pipeline:
     def model_iteration(self, times: list[float]) -> float:
         """GPipe forward with sends overlapping the next microbatch's math: the first microbatch
         crosses every stage and boundary, the others follow one per max(math, hand-off)."""
+        if self.math == "add":      # the hand-offs alone, one after another
+            return sum(times)
         c = next(t for p, t in zip(self.phases(0), times) if isinstance(p, Compute))
         h = next(t for p, t in zip(self.phases(0), times) if isinstance(p, Transfer))
         return self.stages * c + (self.stages - 1) * h + (self.microbatches - 1) * max(c, h)
 
     def figures(self, t: Timings) -> dict:
         busy = self.microbatches * self.stage_time * t.k
-        bubble = [1 - busy / x for x in t.iteration]
-        return {"bubble": percentile(bubble, 50), "bubble_ideal": self.ideal_bubble,
-                "handoff_bytes": self.handoff_bytes, "stage_us": self.stage_time * 1e6,
-                "iteration_us": {"p50": t.real(t.iteration) * 1e6, "p99": t.real(t.iteration, 99) * 1e6}}
+        added = self.stages * self.stage_time * t.k if self.math == "add" else 0.0
+        iteration = [x + added for x in t.iteration]
+        bubble = [1 - busy / x for x in iteration]
+        out = {"bubble": percentile(bubble, 50), "bubble_ideal": self.ideal_bubble, "math": self.math,
+               "handoff_bytes": self.handoff_bytes, "stage_us": self.stage_time * 1e6,
+               "iteration_us": {"p50": t.real(iteration) * 1e6, "p99": t.real(iteration, 99) * 1e6}}
+        if self.math == "add":   # the measured iteration is the hand-offs alone, one after another
+            out.update(handoff_us=t.real(t.iteration) * 1e6 / (self.stages - 1),
+                       comm_share=t.real(t.iteration) / t.real(iteration))
+        return out
 
     @staticmethod
     def headline(f: dict) -> list[tuple[str, float, str]]:
-        return [("iteration p50", f["iteration_us"]["p50"], "us"), ("bubble", 100 * f["bubble"], "%")]
+        return [("iteration p50", f["iteration_us"]["p50"], "us"), ("bubble", 100 * f["bubble"], "%")] + (
+            [("communication share", 100 * f["comm_share"], "%")] if "comm_share" in f else [])
 
     @staticmethod
     def describe(f: dict) -> str:
         return (f"bubble {f['bubble']:.1%} measured vs {f['bubble_ideal']:.1%} (stages-1)/(microbatches+stages-1); "
-                f"{f['handoff_bytes']:,} B hand-offs, {f['stage_us']:,.1f} us math per stage and microbatch")
+                f"{f['handoff_bytes']:,} B hand-offs" + (f" ({f['handoff_us']:.2f} us each, {f['comm_share']:.1%} of "
+                                                        f"the iteration)" if "handoff_us" in f else "")
+                + f", {f['stage_us']:,.1f} us math per stage and microbatch"
+                + (", math added, not emulated" if f.get("math") == "add" else ""))

@@ -1,6 +1,8 @@
 """The α-β fit of a size sweep: t(S) = A + S·B over the measured sizes, and the same fit over
 the model's times, so measured and modelled latency (A) and bandwidth (1/B) terms compare
-like with like whatever the collective's schedule.
+like with like whatever the collective's schedule.  The crossover A/B (Hockney's n½) is the
+size where moving the bytes starts to cost more than the latency: below it an op is
+latency-bound, above it bandwidth-bound.
 
 Least squares on relative error (each point weighted 1/t²): sizes span decades, and plain
 least squares would let the largest sizes decide the latency term alone.
@@ -37,5 +39,8 @@ def alpha_beta(results: list[dict], k: float) -> dict:
         link_bps = rows[0]["link_GBps"] * 8e9 * k            # the bottleneck link, real
         out[op] = {"alpha_us": a / k, "profile_alpha_us": ma / k, "alpha_diff": a / ma - 1 if ma > 0 else None,
                    "beta_bps": link_bps * mb / b if b > 0 else None, "profile_beta_bps": link_bps,
-                   "beta_diff": mb / b - 1 if b > 0 else None, "sizes": len(rows)}
+                   "beta_diff": mb / b - 1 if b > 0 else None, "sizes": len(rows),
+                   # Hockney's n½: the size whose bandwidth term equals the latency term (k cancels)
+                   "crossover_bytes": a / b if a > 0 and b > 0 else None,
+                   "profile_crossover_bytes": ma / mb if ma > 0 and mb > 0 else None}
     return out

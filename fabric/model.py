@@ -29,7 +29,7 @@ class Prediction:
     latency_s: float         # the latency floor: each step's longest round trip (time_s >= latency_s)
 
 
-def predict(plan: Plan, steps: list[Step]) -> Prediction:
+def predict(plan: Plan, steps: list[Step], one_way: bool = False) -> Prediction:
     total = alpha_total = 0.0
     worst_beta, bottleneck = -1.0, min(s.rate_bps for s in plan.shapers.values())
     for step in steps:
@@ -41,7 +41,7 @@ def predict(plan: Plan, steps: list[Step]) -> Prediction:
         step_beta, step_rate = 0.0, None
         for src, dst, nbytes in step:
             hops = plan.path(src, dst)
-            alpha = plan.path_latency(dst, src) + sum(b.delay_s for _, b in hops)
+            alpha = (0.0 if one_way else plan.path_latency(dst, src)) + sum(b.delay_s for _, b in hops)
             beta, rate = 0.0, None
             for shaper, _ in hops:
                 t = load[shaper.key] * 8 / shaper.rate_bps

@@ -41,7 +41,9 @@ def fit_lines(doc: dict) -> list[str]:
                   f"#   latency term {f['alpha_us']:.4g} us (the profile's links: {f['profile_alpha_us']:.4g} us"
                   f"{_pct(f['alpha_diff'])})",
                   f"#   bandwidth {_rate(f['beta_bps'])} on the bottleneck link (the profile: "
-                  f"{_rate(f['profile_beta_bps'])}{_pct(f['beta_diff'])})"]
+                  f"{_rate(f['profile_beta_bps'])}{_pct(f['beta_diff'])})",
+                  f"#   crossover (latency term = bandwidth term) at {_size(f.get('crossover_bytes'))} (the profile: "
+                  f"{_size(f.get('profile_crossover_bytes'))}): latency-bound below, bandwidth-bound above"]
     return lines
 
 
@@ -49,6 +51,14 @@ def _pct(diff) -> str:
     if diff is None:
         return ""
     return ", the same within 1 %" if abs(diff) < 0.01 else f", {diff:+.0%}"
+
+
+def _size(nbytes) -> str:
+    if not nbytes:
+        return "-"
+    unit, factor = next((u, f) for u, f in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("B", 1))
+                        if nbytes >= f or f == 1)
+    return f"{nbytes / factor:.3g} {unit}"
 
 
 def _rate(bps) -> str:

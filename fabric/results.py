@@ -139,7 +139,8 @@ def model_iteration(plan: Plan, w, phases) -> float:
     phase by fabric.model.predict; the kind combines them (in sequence unless it overlaps)."""
     from workloads.base import Compute, steps_of
     times = [p.seconds * plan.scale if isinstance(p, Compute) else
-             (predict(plan, steps_of(p)).time_s if steps_of(p) else 0.0) for p in phases]
+             (predict(plan, steps_of(p), one_way=getattr(p, "announced", False)).time_s if steps_of(p) else 0.0)
+             for p in phases]
     return w.model_iteration(times) if hasattr(w, "model_iteration") else sum(times)
 
 

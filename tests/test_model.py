@@ -82,3 +82,12 @@ def test_ring_crossing_domains_pays_the_uplink():
     t_two = predict(plan, COLLECTIVES["all_reduce"].schedule(8, S, EVEN)).time_s
     t_one = predict(_plan(inside, 1000.0), COLLECTIVES["all_reduce"].schedule(8, S, EVEN)).time_s
     assert t_two > t_one
+
+
+def test_a_send_to_a_waiting_receiver_costs_one_way():
+    """gloo sends once the receiver announced its buffer: a round trip, unless the receive was
+    posted long before (a pipeline stage idle until its input), then the one-way latency."""
+    plan = _plan(flat(2, "8Gbit/s", latency="10ms"))
+    step = [[(0, 1, 1_000_000)]]
+    assert predict(plan, step).time_s == pytest.approx(2 * 10e-3 + 1e-3, rel=0.01)
+    assert predict(plan, step, one_way=True).time_s == pytest.approx(10e-3 + 1e-3, rel=0.01)

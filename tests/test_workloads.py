@@ -116,6 +116,8 @@ def test_pp_math_add_runs_the_handoffs_alone_and_adds_every_stage():
     assert [type(p) for p in phases] == [Transfer] * 7 + [type(phases[-1])] and not any(
         isinstance(p, Compute) for p in phases)
     assert w.model_iteration([2e-6] * 7 + [0.0]) == pytest.approx(14e-6)
+    # stage s+1 posted its receive at the start: only the first hand-off waits for gloo's ready message
+    assert [p.announced for p in phases[:7]] == [False] + [True] * 6
     f = w.figures(Timings(k=10.0, iteration=[70e-6] * 3, phases={}))   # 7 us real of hand-offs
     assert f["iteration_us"]["p50"] == pytest.approx(8 * 5e3 + 7)
     assert f["handoff_us"] == pytest.approx(1.0) and f["comm_share"] == pytest.approx(7 / 40007)

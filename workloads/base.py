@@ -41,10 +41,14 @@ class AllToAll:
 @dataclass(frozen=True)
 class Transfer:
     """Point-to-point sends that run at once: (src, dst, bytes).  With `overlap` the ranks
-    post them and go on (the next phases, e.g. compute, run meanwhile); a Drain waits."""
+    post them and go on (the next phases, e.g. compute, run meanwhile); a Drain waits.
+    `announced`: the receivers posted their receives well before the send (a pipeline stage
+    idle until its input comes), so gloo's ready message is not on the critical path and the
+    α-β model charges the one-way latency instead of a round trip."""
     label: str
     flows: tuple[Flow, ...]
     overlap: bool = False
+    announced: bool = False
 
 
 @dataclass(frozen=True)

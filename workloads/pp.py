@@ -84,7 +84,11 @@ class Pipeline:
                 if self.math == "emulate":
                     out.append(Compute("stage", self.stage_time, (s,)))
                 if s + 1 < self.stages:
-                    out.append(Transfer("handoff", ((s, s + 1, self.handoff_bytes),), overlap=True))
+                    # the next stage waits for its input, its receive long posted: one way, except
+                    # the very first hand-off of math: add, whose receiver announces itself only then
+                    first = not out and self.math == "add"
+                    out.append(Transfer("handoff", ((s, s + 1, self.handoff_bytes),), overlap=True,
+                                        announced=not first))
         return out + [Drain("drain", tuple(range(self.stages)))]
 
     def model_iteration(self, times: list[float]) -> float:

@@ -1,9 +1,9 @@
 """The time-dilation factor k: emulated rate = real rate / k, emulated latency = real latency x k.
 
 `scale: auto` picks the smallest "nice" k (1, 2 or 5 x 10^n) such that
-  * the fastest link class, times the number of ranks that may send at once, stays within
+  * the rate of a rank's port, times the number of ranks that may send at once, stays within
     RATE_SHARE of the traffic this host was measured to carry (so the shaper, not the CPU,
-    sets the rate), and
+    sets the rate; a faster uplink carries no more than the ports behind it send), and
   * the host's software overhead per collective step stays at most LATENCY_SHARE of the
     smallest emulated latency of a step (so the emulated latency, not gloo and Python, dominates
     small messages).  A gloo step waits a round trip (fabric.model), so a step's latency is the
@@ -104,12 +104,12 @@ def choose(profile: Profile, cal: Calibration) -> Choice:
     if profile.scale is not None:
         return Choice(profile.scale, "fixed in the profile")
     links = [profile.link(n) for n in profile.used_links()]
-    fastest = max(l.rate_bps for l in links)
-    k_rate = fastest * profile.topology.ranks / (RATE_SHARE * cal.capacity_bps)
+    port = profile.link(profile.topology.intra).rate_bps
+    k_rate = port * profile.topology.ranks / (RATE_SHARE * cal.capacity_bps)
     alpha = step_latency(profile)
     k_lat = cal.overhead_s / (LATENCY_SHARE * alpha) if alpha else 0.0
     k = nice_ceil(max(1.0, k_rate, k_lat))
-    why = (f"auto: rate needs k >= {k_rate:.3g} ({profile.topology.ranks} ranks x fastest link within "
+    why = (f"auto: rate needs k >= {k_rate:.3g} ({profile.topology.ranks} ranks x their port's rate within "
            f"{RATE_SHARE:.0%} of {cal.capacity_bps / 1e9:.3g} Gbit/s host capacity)")
     if alpha:
         why += (f", latency needs k >= {k_lat:.3g} ({cal.overhead_s * 1e6:.0f} us host overhead per step within "

@@ -19,7 +19,7 @@ def test_auto_meets_the_rate_and_latency_bounds():
     cal = Calibration(overhead_s=500e-6, capacity_bps=4e9, method="test")
     p = parse(IB, "ib.yaml")
     k = choose(p, cal).k
-    assert 3.6e12 / k * 8 <= 0.5 * 4e9              # 8 ranks at the fastest link within 50% of capacity
+    assert 3.6e12 / k * 8 <= 0.5 * 4e9              # 8 ranks at their port's rate within 50% of capacity
     assert cal.overhead_s <= 0.10 * 2 * 1.5e-6 * k  # overhead within 10% of the smallest round trip
     assert nice_ceil(k) == k
 
@@ -38,3 +38,12 @@ def test_latency_bound_uses_the_closest_round_trip():
 def test_auto_without_latency_only_looks_at_rates():
     p = parse(dict(flat(rate="100Gbit/s"), scale="auto"), "f")
     assert choose(p, Calibration(1.0, 4e9, "t")).k == nice_ceil(100e9 * 4 / (0.5 * 4e9))
+
+
+def test_a_faster_uplink_than_the_ports_does_not_raise_k():
+    """10 Tbit/s between two domains of 4 ranks on 1 Gbit/s ports: the ranks send at most 4 Gbit/s."""
+    p = parse({"name": "t", "description": "d", "scale": "auto",
+               "links": {"port": {"rate": "1Gbit/s"}, "up": {"rate": "10Tbit/s"}},
+               "topology": {"kind": "two_tier", "domains": 2, "ranks_per_domain": 4, "intra": "port", "inter": "up"},
+               "workload": [{"op": "all_reduce", "bytes": "1KiB"}]}, "t.yaml")
+    assert choose(p, Calibration(1e-6, 4e9, "t")).k == nice_ceil(8 * 1e9 / (0.5 * 4e9))

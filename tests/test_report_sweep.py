@@ -33,8 +33,11 @@ def test_alpha_beta_compares_the_measured_terms_with_the_models():
     assert f["alpha_diff"] == pytest.approx(0.1) and f["beta_diff"] == pytest.approx(-0.2)
     assert f["profile_beta_bps"] == pytest.approx(0.002 * 8e9 * 10) and f["beta_bps"] == pytest.approx(0.8 * 160e6)
     assert f["sizes"] == 5
+    # latency 110 us, 1.25 ns per byte: the bandwidth term catches up at 88,000 B (the model's: 100,000 B)
+    assert f["crossover_bytes"] == pytest.approx(88000) and f["profile_crossover_bytes"] == pytest.approx(100000)
     text = "\n".join(report.fit_lines({"fit": {"all_reduce": f}}))
     assert "latency term 11 us (the profile's links: 10 us, +10%)" in text and "-20%" in text
+    assert "crossover (latency term = bandwidth term) at 85.9 KiB (the profile: 97.7 KiB)" in text
 
 
 def test_sizes_follow_nccl_tests():

@@ -103,7 +103,6 @@ def step_latency(profile: Profile) -> float:
 def choose(profile: Profile, cal: Calibration) -> Choice:
     if profile.scale is not None:
         return Choice(profile.scale, "fixed in the profile")
-    links = [profile.link(n) for n in profile.used_links()]
     port = profile.link(profile.topology.intra).rate_bps
     k_rate = port * profile.topology.ranks / (RATE_SHARE * cal.capacity_bps)
     alpha = step_latency(profile)

@@ -73,12 +73,10 @@ def _commands(d: Path) -> dict[str, list[str]]:
 
     def ep_half(doc):             # EP16 over two domains of 8 -> EP8 over two domains of 4
         doc["topology"]["ranks_per_domain"] //= 2
+        _entries(doc, steps=1, warmup=1)
         for e in doc["workload"]:
-            e["ep_moe"].update(ep=e["ep_moe"]["ep"] // 2, steps=1, warmup=1)
+            e["ep_moe"]["ep"] //= 2
 
-    l1 = _shrink("labs/1-critical-path/workload.yaml", d / "l1.yaml", steps(1))
-    l3slow = _shrink("labs/3-stragglers/slow-rank.yaml", d / "l3-slow.yaml", ops(10))
-    l3noise = _shrink("labs/3-stragglers/noise.yaml", d / "l3-noise.yaml", ops(20))
     def orbit(doc):               # one step; 32 tokens and a 32-token prompt (still bandwidth-bound)
         _entries(doc, steps=1, warmup=1)
         for e in doc["workload"]:
@@ -87,6 +85,9 @@ def _commands(d: Path) -> dict[str, list[str]]:
                 if key in spec:
                     spec[key] = 32
 
+    l1 = _shrink("labs/1-critical-path/workload.yaml", d / "l1.yaml", steps(1))
+    l3slow = _shrink("labs/3-stragglers/slow-rank.yaml", d / "l3-slow.yaml", ops(10))
+    l3noise = _shrink("labs/3-stragglers/noise.yaml", d / "l3-noise.yaml", ops(20))
     l5 = _shrink("labs/5-orbit/workload.yaml", d / "l5.yaml", orbit)
     return {
         # lab 1 on two of its three fabrics

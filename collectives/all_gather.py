@@ -1,31 +1,36 @@
 """all_gather: every rank ends with all ranks' chunks, in rank order.  Size = whole array."""
-from collectives.base import Collective, pattern, ring
+import numpy as np
+
+from collectives.base import Collective, data, member
 
 
 class AllGather(Collective):
     name = "all_gather"
     dtype = "int32"
     per_rank_chunks = True
-    algorithm = "gloo ring: n-1 steps of S/n to the next rank"
 
     def bus_factor(self, n):
         return (n - 1) / n
 
-    def schedule(self, n, nbytes, spec):
-        return ring(n, nbytes // n, n - 1)
+    def buffers(self, call, rank):
+        m = len(member(call, rank)[0])
+        return {"in": call.count // m, "out": call.count // m * m}
 
-    def prepare(self, torch, rank, n, nbytes, spec):
-        chunk = nbytes // self.ITEM // n
-        def part(r):
-            return (pattern(torch, chunk) + r * 65536).to(torch.int32)
-        return {"in": part(rank), "out": torch.zeros(chunk * n, dtype=torch.int32),
-                "expect": torch.cat([part(r) for r in range(n)])}
+    def inputs(self, call, rank):
+        g, i = member(call, rank)
+        return data(call.dtype, i, call.count // len(g))
 
-    def reset(self, state):
-        state["out"].zero_()
+    def initial(self, call, rank):   # the rank's own chunk is in place already
+        g, i = member(call, rank)
+        chunk = call.count // len(g)
+        mine = self.inputs(call, rank)
+        out = np.zeros(chunk * len(g), dtype=mine.dtype)
+        out[i * chunk:(i + 1) * chunk] = mine
+        return {"in": mine, "out": out}
 
-    def run(self, dist, state):
-        dist.all_gather_single(state["out"], state["in"])
+    def expected(self, call, rank):
+        g, _ = member(call, rank)
+        return np.concatenate([data(call.dtype, j, call.count // len(g)) for j in range(len(g))])
 
 
 COLLECTIVE = AllGather()

@@ -1,26 +1,25 @@
 """all_reduce (sum): every rank ends with the element-wise sum of all ranks' buffers."""
-from collectives.base import Collective, pattern, ring
+from collectives.base import Collective, addends, member, sum_of_addends
 
 
 class AllReduce(Collective):
     name = "all_reduce"
-    algorithm = "gloo ring: reduce-scatter then all-gather, 2(n-1) steps of S/n to the next rank"
 
     def bus_factor(self, n):
         return 2 * (n - 1) / n
 
-    def schedule(self, n, nbytes, spec):
-        return ring(n, nbytes // n, 2 * (n - 1))
+    def buffers(self, call, rank):
+        return {"in": call.count, "out": call.count}
 
-    def prepare(self, torch, rank, n, nbytes, spec):
-        base = (pattern(torch, nbytes // self.ITEM, 7) + 1).to(torch.float32)  # exact in float32
-        return {"src": base * (rank + 1), "out": torch.empty_like(base), "expect": base * (n * (n + 1) // 2)}
+    def inputs(self, call, rank):
+        return addends(call.count, member(call, rank)[1])
 
-    def reset(self, state):
-        state["out"].copy_(state["src"])
+    def initial(self, call, rank):   # in place, as NCCL's: out starts as the rank's own addend
+        mine = self.inputs(call, rank)
+        return {"in": mine, "out": mine.copy()}
 
-    def run(self, dist, state):
-        dist.all_reduce(state["out"])
+    def expected(self, call, rank):
+        return sum_of_addends(call.count, len(member(call, rank)[0]))
 
 
 COLLECTIVE = AllReduce()

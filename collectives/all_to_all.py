@@ -1,9 +1,12 @@
-"""all_to_all (all_to_all_single): rank s sends chunk (s, d) to every rank d.
+"""all_to_all: member i sends chunk (i, j) to every member j (all_to_all_single).
 
-Size = the per-rank send buffer (nccl-tests' whole array).  `splits: uneven` gives every
-pair its own chunk size and every rank a different receive total, as MoE dispatch does.
+Size = the per-rank send buffer (nccl-tests' whole array).  `splits: uneven` gives every pair its
+own chunk size and every rank a different receive total, as MoE dispatch does; a workload's
+dispatch and combine give their routed matrix (call.matrix).
 """
-from collectives.base import Collective
+import numpy as np
+
+from collectives.base import Collective, data, member
 
 
 def split_matrix(n: int, count: int, splits: str) -> list[list[int]]:
@@ -19,34 +22,37 @@ def split_matrix(n: int, count: int, splits: str) -> list[list[int]]:
     return rows
 
 
+def matrix(call) -> tuple[tuple[int, ...], ...]:
+    m = call.size
+    return call.matrix or tuple(tuple(call.count // m for _ in range(m)) for _ in range(m))
+
+
 class AllToAll(Collective):
     name = "all_to_all"
     dtype = "int32"
     per_rank_chunks = True
-    algorithm = "gloo alltoallv: every rank posts its n-1 sends at once (one step)"
 
     def bus_factor(self, n):
         return (n - 1) / n
 
-    def schedule(self, n, nbytes, spec):
-        m = split_matrix(n, nbytes // self.ITEM, spec.splits)
-        return [[(s, d, m[s][d] * self.ITEM) for s in range(n) for d in range(n) if s != d and m[s][d]]]
+    def buffers(self, call, rank):
+        mat, i = matrix(call), member(call, rank)[1]
+        return {"in": sum(mat[i]), "out": sum(row[i] for row in mat)}
 
-    def prepare(self, torch, rank, n, nbytes, spec):
-        m = split_matrix(n, nbytes // self.ITEM, spec.splits)
-        def chunk(s, d):  # what s sends to d: the pair's id and the position inside the chunk
-            return (torch.arange(m[s][d], dtype=torch.int64).remainder_(65536) + (s * n + d) * 65536).to(torch.int32)
-        recv = [m[s][rank] for s in range(n)]
-        return {"in": torch.cat([chunk(rank, d) for d in range(n)]),
-                "out": torch.zeros(sum(recv), dtype=torch.int32),
-                "expect": torch.cat([chunk(s, rank) for s in range(n)]),
-                "send_splits": m[rank], "recv_splits": recv}
+    def inputs(self, call, rank):
+        mat, i = matrix(call), member(call, rank)[1]
+        return np.concatenate([data(call.dtype, i * len(mat) + j, mat[i][j]) for j in range(len(mat))])
 
-    def reset(self, state):
-        state["out"].zero_()
+    def initial(self, call, rank):   # the rank's chunk for itself is in place already
+        mat, i = matrix(call), member(call, rank)[1]
+        out = np.zeros(sum(row[i] for row in mat), dtype=np.dtype(call.dtype))
+        off = sum(mat[s][i] for s in range(i))
+        out[off:off + mat[i][i]] = data(call.dtype, i * len(mat) + i, mat[i][i])
+        return {"in": self.inputs(call, rank), "out": out}
 
-    def run(self, dist, state):
-        dist.all_to_all_single(state["out"], state["in"], state["recv_splits"], state["send_splits"])
+    def expected(self, call, rank):
+        mat, j = matrix(call), member(call, rank)[1]
+        return np.concatenate([data(call.dtype, i * len(mat) + j, mat[i][j]) for i in range(len(mat))])
 
 
 COLLECTIVE = AllToAll()

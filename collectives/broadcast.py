@@ -1,32 +1,27 @@
 """broadcast: the root's buffer ends on every rank."""
-from collectives.base import Collective, pattern
+from collectives.base import Collective, data, member
 
 
 class Broadcast(Collective):
     name = "broadcast"
     dtype = "int32"
-    # measured: (n-1) x S / rate through the root's port, i.e. the root sends to every rank itself
-    algorithm = "gloo: the root sends S to each other rank at once (n-1 flows through its port)"
 
     def bus_factor(self, n):
         return 1.0
 
-    def schedule(self, n, nbytes, spec):
-        return [[(spec.root, d, nbytes) for d in range(n) if d != spec.root]]
+    def buffers(self, call, rank):
+        return {"in": call.count, "out": call.count}
 
-    def prepare(self, torch, rank, n, nbytes, spec):
-        data = (pattern(torch, nbytes // self.ITEM) + 7).to(torch.int32)
-        return {"out": torch.zeros_like(data), "src": data if rank == spec.root else None,
-                "expect": data, "root": spec.root}
+    def inputs(self, call, rank):
+        return data(call.dtype, 7 + member(call, rank)[1], call.count)   # only the root's is sent
 
-    def reset(self, state):
-        if state["src"] is None:
-            state["out"].zero_()
-        else:
-            state["out"].copy_(state["src"])
+    def initial(self, call, rank):   # the root's result is its own input
+        mine = self.inputs(call, rank)
+        root = member(call, rank)[1] == call.root
+        return {"in": mine, "out": mine.copy() if root else mine * 0}
 
-    def run(self, dist, state):
-        dist.broadcast(state["out"], src=state["root"])
+    def expected(self, call, rank):
+        return data(call.dtype, 7 + call.root, call.count)
 
 
 COLLECTIVE = Broadcast()

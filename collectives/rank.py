@@ -1,13 +1,14 @@
-"""One rank: join the gloo group, run the workload, write this rank's times.
+"""One rank: join the gloo group, run the work, write this rank's times.
 
 fabric.ranks forks one process per rank into the rank's host namespace and calls run_job(job)
-with job = {rank, world, master, port, timeout_s, margin_s, out, ops: [{op, bytes, iters,
-warmup, splits, root}], workloads: [{entry, phases, iters, warmup, k}], delays: [laws],
-seed}.  (workloads carry phase objects: they reach the rank by fork, not as JSON.)  Every iteration starts at one instant agreed by all ranks (they
-share the host's monotonic clock), so each rank's time is measured from the same start.
-The ranks agree out of band (StartClock: a barrier in shared memory), not over the emulated
-fabric: agreeing with an all-reduce there costs a whole small all-reduce per iteration (at
-k = 100000 that is seconds) and its own latency made ranks miss the start it agreed on.
+with job = {rank, world, master, port, timeout_s, margin_s, k, out, work: [fabric.work.Work],
+delays: [laws], seed}.  (The work carries schedules and programs: it reaches the rank by fork,
+not as JSON.)  Every iteration starts at one instant agreed by all ranks (they share the host's
+monotonic clock), so each rank's time is measured from the same start; each rank posts the
+iteration's receives before it agrees (collectives.executor).  The ranks agree out of band
+(StartClock: a barrier in shared memory), not over the emulated fabric: agreeing with an
+all-reduce there costs a whole small all-reduce per iteration (at k = 100000 that is seconds)
+and its own latency made ranks miss the start it agreed on.
 """
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ import sys
 import threading
 import time
 from datetime import timedelta
-from types import SimpleNamespace
 
-from collectives import COLLECTIVES
 from collectives.delays import Delays
+from collectives.executor import RankRun, TorchBackend, wait_until
+
 
 class StartClock:
     """Agreed start instants, out of band: made before the ranks are forked, shared by them.
@@ -54,69 +55,45 @@ def agree_over_gloo(torch, dist, margin_s: float) -> float:
     return float(t.item())
 
 
-def wait_until(t: float) -> bool:
-    """Sleep, then spin for the last stretch.  False if t had already passed (a late start)."""
-    now = time.monotonic()
-    if now > t:
-        return False
-    if t - now > 0.002:
-        time.sleep(t - now - 0.001)
-    while time.monotonic() < t:
-        pass
-    return True
-
-
 MAX_MARGIN_S = 1.0
 
 
-def run_op(torch, dist, rank: int, world: int, op: dict, margin_s: float, agree,
-           delays: Delays | None = None, done=lambda i: None) -> tuple[dict, float]:
-    """Run one op/size; returns its record and the start margin that worked (for the next op)."""
-    coll = COLLECTIVES[op["op"]]
-    spec = SimpleNamespace(**op)
-    state = coll.prepare(torch, rank, world, op["bytes"], spec)
-    times, correct, late = [], True, 0
-    for i in range(op["warmup"] + op["iters"]):
-        coll.reset(state)
+def native_groups(dist, work: list, world: int) -> dict:
+    """Every rank group a gloo (torch's own) call uses, as a process group, created in the same
+    order on every rank (torch.distributed requires it)."""
+    groups = {}
+    for w in work:
+        for p in w.parts:
+            if p.kind == "call" and p.schedule is not None and p.schedule.native and p.call.op != "p2p":
+                for g in p.call.groups:
+                    if g not in groups:
+                        groups[g] = dist.group.WORLD if len(g) == world else dist.new_group(list(g))
+    return groups
+
+
+def run_item(backend, rank: int, w, k: float, margin_s: float, agree, delays: Delays | None = None,
+             done=lambda i: None) -> tuple[dict, float]:
+    """Run one op size or workload entry; returns its record and the start margin that worked."""
+    run = RankRun(backend, rank, w.parts, k, delays)
+    ends, correct, late = [], True, 0
+    for i in range(w.warmup + w.iters):
+        run.reset()
+        recvs = run.post()
         start = agree(margin_s)
         on_time = wait_until(start)
-        if delays:
-            delays.wait()
-        coll.run(dist, state)
-        end = time.monotonic()
-        if op.get("check", True):
-            correct &= coll.check(torch, state)
+        got, ok = run.run(recvs, start)
+        if w.check:
+            correct &= ok
         if not on_time:   # this rank could not make the agreed start: give it more lead next time
             margin_s = min(MAX_MARGIN_S, 2 * margin_s)
-        if i >= op["warmup"]:
-            times.append(end - start)
-            late += not on_time
-        done(i + 1)
-    record = {"op": op["op"], "bytes": op["bytes"], "times_s": times,
-              "correct": bool(correct) if op.get("check", True) else None, "late_starts": late}
-    return record, margin_s
-
-
-def run_workload(torch, dist, rank: int, world: int, entry: dict, margin_s: float, agree,
-                 delays: Delays | None = None, done=lambda i: None) -> tuple[dict, float]:
-    """Run one inference workload entry (workloads.execute): per iteration, each phase's end."""
-    from workloads import execute
-    phases = entry["phases"]
-    groups = execute.make_groups(dist, phases, world)
-    states = [execute.prepare(torch, rank, p) for p in phases]
-    ends, correct, late = [], True, 0
-    for i in range(entry["warmup"] + entry["iters"]):
-        start = agree(margin_s)
-        on_time = wait_until(start)
-        got, ok = execute.run_iteration(torch, dist, phases, states, groups, entry["k"], start, delays)
-        correct &= ok
-        if not on_time:
-            margin_s = min(MAX_MARGIN_S, 2 * margin_s)
-        if i >= entry["warmup"]:
+        if i >= w.warmup:
             ends.append(got)
             late += not on_time
         done(i + 1)
-    return {"entry": entry["entry"], "ends_s": ends, "correct": bool(correct), "late_starts": late}, margin_s
+    if w.op:
+        return {"op": w.op, "bytes": w.nbytes, "times_s": [e[0] for e in ends],
+                "correct": bool(correct) if w.check else None, "late_starts": late}, margin_s
+    return {"ends_s": ends, "correct": bool(correct), "late_starts": late}, margin_s
 
 
 def run_job(job: dict, clock: StartClock | None = None) -> None:
@@ -132,24 +109,27 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
     else:
         def agree(margin_s):
             return agree_over_gloo(torch, dist, margin_s)
+    backend = TorchBackend(torch, dist, native_groups(dist, job["work"], job["world"]))
     delays = Delays(job.get("delays", []), job.get("seed", 0))
     results, workloads, margin = [], [], job["margin_s"]
     progress = open(job["progress"], "a", buffering=1) if job.get("progress") else None
 
     def done(item):   # "item iterations-done" lines: the parent's progress bar (rank 0 only)
         return (lambda i: progress.write(f"{item} {i}\n")) if progress else (lambda i: None)
-    for j, op in enumerate(job["ops"]):
-        record, margin = run_op(torch, dist, job["rank"], job["world"], op, margin, agree, delays, done(j))
-        results.append(record)
-    for j, entry in enumerate(job.get("workloads", [])):
-        record, margin = run_workload(torch, dist, job["rank"], job["world"], entry, margin, agree, delays,
-                                      done(len(job["ops"]) + j))
-        workloads.append(record)
+    entry = 0
+    for j, w in enumerate(job["work"]):
+        record, margin = run_item(backend, job["rank"], w, job["k"], margin, agree, delays, done(j))
+        if w.op:
+            results.append(record)
+        else:
+            workloads.append({"entry": entry, **record})
+            entry += 1
     dist.barrier()
     dist.destroy_process_group()
     with open(job["out"], "w") as f:
         json.dump({"rank": job["rank"], "results": results, "workloads": workloads}, f)
 
 
-if __name__ == "__main__":   # by hand: python -m collectives.rank JOB.json (in the right namespace)
-    run_job(json.loads(open(sys.argv[1]).read()))
+if __name__ == "__main__":   # by hand: python -m collectives.rank JOB (a pickled job, in the right namespace)
+    import pickle
+    run_job(pickle.loads(open(sys.argv[1], "rb").read()))

@@ -1,32 +1,32 @@
 """reduce_scatter (sum): rank r ends with chunk r of the element-wise sum.  Size = whole array."""
-from collectives.base import Collective, pattern, ring
+from collectives.base import Collective, addends, member, sum_of_addends
 
 
 class ReduceScatter(Collective):
     name = "reduce_scatter"
     per_rank_chunks = True
-    # gloo has no reduce-scatter of its own: torch runs a full all-reduce of S and keeps chunk r,
-    # so it moves twice the bytes of a ring reduce-scatter (measured: same time as all_reduce of S)
-    algorithm = "gloo all-reduce of S, then each rank keeps its chunk: 2(n-1) ring steps of S/n"
 
     def bus_factor(self, n):
         return (n - 1) / n
 
-    def schedule(self, n, nbytes, spec):
-        return ring(n, nbytes // n, 2 * (n - 1))
+    def buffers(self, call, rank):
+        m = len(member(call, rank)[0])
+        return {"in": call.count // m * m, "out": call.count // m}
 
-    def prepare(self, torch, rank, n, nbytes, spec):
-        count = nbytes // self.ITEM
-        base = (pattern(torch, count, 7) + 1).to(torch.float32)
-        chunk = count // n
-        return {"in": base * (rank + 1), "out": torch.zeros(chunk, dtype=torch.float32),
-                "expect": base[rank * chunk:(rank + 1) * chunk] * (n * (n + 1) // 2)}
+    def inputs(self, call, rank):
+        g, i = member(call, rank)
+        return addends(call.count // len(g) * len(g), i)
 
-    def reset(self, state):
-        state["out"].zero_()
+    def initial(self, call, rank):   # out starts as the rank's own addend to its chunk
+        g, i = member(call, rank)
+        chunk = call.count // len(g)
+        mine = self.inputs(call, rank)
+        return {"in": mine, "out": mine[i * chunk:(i + 1) * chunk].copy()}
 
-    def run(self, dist, state):
-        dist.reduce_scatter_single(state["out"], state["in"])
+    def expected(self, call, rank):
+        g, i = member(call, rank)
+        chunk = call.count // len(g)
+        return sum_of_addends(chunk, len(g), offset=i * chunk)
 
 
 COLLECTIVE = ReduceScatter()

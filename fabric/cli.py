@@ -105,8 +105,9 @@ def cmd_doctor(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    from fabric import work as works
     from fabric.plan import build
-    from fabric.runner import items, jobs, sizing
+    from fabric.runner import sizing
     profile = load(args.profile)
     choice = _choose(profile, args, calibrate_if_missing=False)
     plan = build(profile, choice.k)
@@ -123,13 +124,16 @@ def cmd_plan(args) -> int:
           (f" in {topo.domains} domains of {topo.ranks_per_domain}" if topo.kind == "two_tier" else "") +
           f"; {len(plan.hosts)} hosts, {len(plan.switches)} bridges, {len(plan.links)} links, "
           f"{len(plan.shapers)} shaped directions; netem {'needed' if plan.needs_netem else 'not needed'}")
-    job_list, spec_of = jobs(profile, plan.ranks)
-    work = items(plan, job_list, spec_of)
+    work = works.build(plan, _algorithm(args, profile))
     for i in work:
         t = i.seconds
         print(f"# workload {i.label} x {i.iters} (+{i.warmup} warmup): " +
               (f"model {t * 1e6:.1f} us emulated, {t / choice.k * 1e6:.3f} us real" if i.op else
-               f"model {t:.3g} s emulated per iteration, {t / choice.k * 1e6:.4g} us real"))
+               f"model {t:.3g} s emulated per iteration, {t / choice.k * 1e6:.4g} us real") + f"; {i.algorithm}")
+        for c in i.choices:
+            cands = ", ".join(f"{n} {v / choice.k * 1e6:.4g}" for n, v in sorted(c.times.items(), key=lambda kv: kv[1]))
+            how = "forced" if c.forced else "auto: the model's fastest"
+            print(f"#   {c.label}: {c.algorithm} ({how}); candidates, real us: {cands}")
     for s in profile.stragglers:
         print(f"# straggler: {s.label} (the run also runs a baseline without stragglers)")
     bounds = sizing(plan, work)
@@ -182,7 +186,9 @@ def _run(args, profile=None, fitted: bool = False) -> int:
     if isinstance(started, int):
         return started
     profile, out, netem, extra, choice = started
-    doc, code = _attempt(args.cmd, RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI))
+    algorithm = _algorithm(args, profile)
+    doc, code = _attempt(args.cmd, RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI,
+                                                              algorithm=algorithm))
     if code:
         return code
     doc["scale_reason"] = choice.reason
@@ -213,7 +219,9 @@ def cmd_compare(args) -> int:
             return ready
         netem, choice = ready
         _log(f"fabric compare: {profile.name} ({i + 1} of {len(profiles)}), scale k = {choice.k:g} ({choice.reason})")
-        doc, code = _attempt("compare", RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI))
+        algorithm = _algorithm(args, profile)
+        doc, code = _attempt("compare", RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI,
+                                                                   algorithm=algorithm))
         if code:
             return code
         doc["scale_reason"] = choice.reason
@@ -257,7 +265,8 @@ def cmd_sweep(args) -> int:
         return started
     _, out, netem, extra, choice = started
     doc, code = _attempt("sweep", RankError,
-                         lambda: sweep.run(data, args.profile, over, values, choice.k, netem, log=_log, progress=_UI))
+                         lambda: sweep.run(data, args.profile, over, values, choice.k, netem, log=_log, progress=_UI,
+                                           algorithm=_algorithm(args, load(args.profile))))
     if code:
         return code
     doc.update(scale=choice.k, scale_reason=choice.reason, emulation=extra)
@@ -413,9 +422,9 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
         _log(f"fabric: {why}: running inside a microVM (kernel {release}, "
              f"{'KVM' if info.kvm else 'software emulation: KVM unavailable or hanging'})")
         _UI.phase("booting the microVM")
-        from workloads.base import buffer_bytes
-        biggest = max([size for p in profiles for op in p.workload for size in op.sizes] +
-                      [buffer_bytes(e.workload.phases(p.topology.ranks)) for p in profiles for e in p.workloads])
+        from fabric import work as works
+        from fabric.plan import build
+        biggest = max(works.buffer_bytes(works.build(build(p, 1.0), _algorithm(args, p))) for p in profiles)
         ranks = max(p.topology.ranks for p in profiles)
         if getattr(args, "ranks", None):   # a sweep over rank counts: room for its largest point
             ranks = max(ranks, max(args.ranks) * profiles[0].topology.domains)
@@ -464,6 +473,8 @@ def parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=text)
         sp.add_argument("profile")
         sp.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
+        if name != "probe":
+            _algorithm_arg(sp)
         sp.set_defaults(fn=fn)
         if name == "sweep":
             group = sp.add_mutually_exclusive_group(required=True)
@@ -491,6 +502,7 @@ def parser() -> argparse.ArgumentParser:
     cp.add_argument("--workload", help="a YAML file with workload (and stragglers, seed, gpu) for every fabric; "
                                        "default: the first profile's")
     cp.add_argument("--scale", type=_scale_arg, help="time dilation k for every fabric (default: each its own)")
+    _algorithm_arg(cp)
     cp.add_argument("--out", default="runs/compare", help="folder for compare.json and each fabric's results")
     cp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
                     help="run inside a microVM with netem (auto: when a profile needs netem and this kernel lacks it)")
@@ -506,6 +518,29 @@ def parser() -> argparse.ArgumentParser:
 
 
 _JSON = False    # --json: the results document on stdout instead of the table
+
+
+def _algorithm_arg(sp) -> None:
+    from collectives.algorithms import ALGORITHMS, AUTO
+    sp.add_argument("--algorithm", choices=[AUTO, *ALGORITHMS], default=AUTO,
+                    help="collective algorithm for every call it runs (default auto: the α-β model's fastest per "
+                         "call, as NCCL's tuner picks; gloo: torch's own call, the baseline)")
+
+
+def _algorithm(args, profile) -> str:
+    """--algorithm, checked against the profile: it must run at least one of its collectives."""
+    from collectives.algorithms import ALGORITHMS, AUTO
+    name = getattr(args, "algorithm", AUTO)
+    if name == AUTO:
+        return name
+    from workloads.base import ops_of
+    ops = {o.op for o in profile.workload} | {op for e in profile.workloads for op in ops_of(
+        e.workload.phases(profile.topology.ranks))}
+    if ops and not ops & set(ALGORITHMS[name].ops):
+        raise ProfileError(profile.source, "--algorithm",
+                           f"{name} runs {', '.join(ALGORITHMS[name].ops)}, none of this profile's "
+                           f"{', '.join(sorted(ops))}")
+    return name
 
 
 def _quiet_json(sp) -> None:

@@ -14,8 +14,8 @@ import os
 import shutil
 import signal
 
-from fabric import cleanup, netem
-from fabric.plan import MTU, NODE_SETUP, OFFLOADS, PREFIX_LEN, Band, Plan, Shaper
+from fabric import cleanup, netem, tc
+from fabric.plan import CPUS, NODE_SETUP, OFFLOADS, PREFIX_LEN, Plan, Shaper, rps_setup
 
 
 CLONE_NEWNET = 0x40000000
@@ -109,10 +109,10 @@ class Emulation:
     def _configure(self, node) -> None:
         shell = self.nodes[node.name]
         shell.cmd(NODE_SETUP)   # sysctls of this node's own namespace only
-        ports = [l.a_intf for l in self.plan.links if l.a_node == node.name] + \
-                [l.b_intf for l in self.plan.links if l.b_node == node.name]
+        ports = self.plan.interfaces(node.name)
         for intf in self.plan.offloads_off(node.name):
             self._offloads_off(shell, node.name, intf)
+        self._shell(shell, node.name, rps_setup(ports, CPUS))
         with self._ipr(node.name) as ipr:
             ipr.link("set", index=_index(ipr, "lo", node.name), state="up")
             if node.kind == "switch":
@@ -120,15 +120,16 @@ class Emulation:
                 bridge = _index(ipr, node.name, node.name)
             for intf in ports:
                 idx = _index(ipr, intf, node.name)
-                ipr.link("set", index=idx, mtu=MTU)
+                ipr.link("set", index=idx, mtu=self.plan.mtu)
                 if node.kind == "switch":
                     ipr.link("set", index=idx, master=bridge)
                 ipr.link("set", index=idx, state="up")
             if node.kind == "switch":
-                ipr.link("set", index=bridge, mtu=MTU, state="up")
+                ipr.link("set", index=bridge, mtu=self.plan.mtu, state="up")
             else:
                 idx = _index(ipr, self.plan.host_intf(node.rank), node.name)
                 ipr.addr("add", index=idx, address=node.ip, prefixlen=PREFIX_LEN)
+                self._route(ipr, idx, node)
             for shaper in self.plan.shapers.values():
                 if shaper.node == node.name:
                     self._shape(ipr, shaper)
@@ -142,31 +143,33 @@ class Emulation:
         if code != 0:
             raise EmulationError(f"{node}: {' '.join(args)} failed: {(err or out).strip()}")
 
+    @staticmethod
+    def _shell(shell, node: str, line: str) -> None:
+        out, err, code = shell.pexec("sh", "-c", line)
+        if code != 0:
+            raise EmulationError(f"{node}: {line} failed: {(err or out).strip() or f'exit code {code}'}")
+
+    def _route(self, ipr, idx: int, node) -> None:
+        """The host's route to the fabric, with TCP's initial windows (plan.RouteSetup)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+        r = self.plan.route(node.rank)
+        net, bits = r.dst.split("/")
+        try:
+            ipr.route("replace", dst=net, dst_len=int(bits), oif=idx, prefsrc=r.src, proto=2, scope=253,
+                      metrics={"initcwnd": r.window, "initrwnd": r.window})
+        except NetlinkError as exc:
+            raise EmulationError(f"{node.name}: {r.text()} failed: {exc.args[-1]} (errno {exc.code})") from None
+
     def _shape(self, ipr, s: Shaper) -> None:
+        """The shaper's tc operations (Shaper.ops, the ones `fabric plan` prints) through netlink."""
         from pyroute2.netlink.exceptions import NetlinkError
         idx = _index(ipr, s.intf, s.node)
-        htb = dict(ceil=_bytes_per_s(s.rate_bps), burst=s.burst, cburst=s.burst, quantum=s.quantum)
-        try:
-            ipr.tc("add", "htb", index=idx, handle=0x10000, default=s.default_minor)
-            ipr.tc("add-class", "htb", index=idx, handle=0x10001, parent=0x10000, rate=_bytes_per_s(s.rate_bps), **htb)
-            for b in s.bands:
-                ipr.tc("add-class", "htb", index=idx, handle=0x10000 | b.minor, parent=0x10001,
-                       rate=_bytes_per_s(b.rate_bps), **htb)
-                self._leaf(ipr, idx, b)
-                if b.match:
-                    fld, cidr = b.match
-                    ipr.tc("add-filter", "u32", index=idx, parent=0x10000, prio=1, protocol=0x0800,
-                           target=0x10000 | b.minor, keys=[_u32_key(fld, cidr)])
-        except NetlinkError as exc:
-            raise EmulationError(f"tc on {s.node}:{s.intf} failed: {exc.args[-1]} (errno {exc.code})") from None
-
-    @staticmethod
-    def _leaf(ipr, idx: int, b: Band) -> None:
-        handle, parent = b.minor << 16, 0x10000 | b.minor
-        if b.netem:
-            netem.add(ipr, idx, handle, parent, b)
-        else:
-            ipr.tc("add", "pfifo", index=idx, handle=handle, parent=parent, limit=b.limit)
+        for op in s.ops():
+            try:
+                _apply(ipr, idx, op)
+            except NetlinkError as exc:
+                raise EmulationError(f"{s.node}: {tc.text(op, s.intf)} failed: {exc.args[-1]} "
+                                     f"(errno {exc.code})") from None
 
     # ---- using ----------------------------------------------------------------------
     def fork(self, rank: int, body, name: str) -> int:
@@ -232,6 +235,25 @@ def _index(ipr, ifname: str, node: str) -> int:
     if not found:
         raise EmulationError(f"interface {ifname} is missing in {node}")
     return found[0]
+
+
+def _apply(ipr, idx: int, op: tc.Op) -> None:
+    """One tc operation (fabric.tc) as pyroute2 calls."""
+    if isinstance(op, tc.Root):
+        ipr.tc("add", "htb", index=idx, handle=tc.handle(0), default=op.default)
+    elif isinstance(op, tc.Class):
+        ipr.tc("add-class", "htb", index=idx, handle=tc.handle(op.minor), parent=op.parent,
+               rate=_bytes_per_s(op.rate_bps), ceil=_bytes_per_s(op.ceil_bps), burst=op.burst, cburst=op.burst,
+               quantum=op.quantum)
+    elif isinstance(op, tc.Leaf):
+        handle, parent = op.minor << 16, tc.handle(op.minor)
+        if op.band.netem:
+            netem.add(ipr, idx, handle, parent, op.band)
+        else:
+            ipr.tc("add", "pfifo", index=idx, handle=handle, parent=parent, limit=op.band.limit)
+    else:
+        ipr.tc("add-filter", "u32", index=idx, parent=tc.handle(0), prio=1, protocol=0x0800,
+               target=tc.handle(op.minor), keys=[_u32_key(op.field, op.cidr)])
 
 
 def _bytes_per_s(bits_per_s: float) -> int:

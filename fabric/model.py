@@ -1,57 +1,149 @@
-"""The α-β model of a collective on a plan's topology.
+"""The α-β model: every rank's program (collectives.schedule) simulated on the plan's links.
 
-A collective is a list of steps (collectives/*.py: schedule); in each step a set of flows
-runs at once, and the step ends when its last flow does.  A flow costs its own α (the round
-trip on its path) plus its β: the time the most loaded link direction on its path needs to
-carry the bytes of every flow of the step crossing it.  On a flat fabric this is the textbook
-α-β model; on two tiers a step's slow flow may be a long intra-domain round trip or a short
-one through the shared uplink, not both at once.  (Measured in the microVM, 8 ranks in two
-domains, 1 MiB ring all-reduce: max(α) + max(β) over-predicted by 1.23x; per flow, 1.01x.)
-
-The α of a step is a round trip, not a one-way latency: gloo's TCP transport sends a buffer
-only after the receiver has announced it (a "ready to receive" message travels dst -> src,
-then the data src -> dst), and its collectives post both at the start of each step.  So on a
-flat fabric with one-way latency a, ring all-reduce costs 2(n-1)·(2a + S/(n·β)).  (Measured
-with netem: a 4-byte 2-rank all-reduce at a = 10 ms takes ~40 ms, not 20.)
+The programs are the ones the ranks run, so the model and the emulation read one schedule.
+Time starts at the agreed start (0); each rank walks its ops in order:
+  * a receive posted before the start is known to its sender at once; one posted later reaches
+    the sender after the path's one-way latency back (gloo's ready notice), and a send leaves no
+    earlier than that: so a gloo step pays a round trip and a pre-posted one one way;
+  * a send's bytes queue on every shaped link direction of its path (first come, first served,
+    each at its rate) and arrive the path's one-way latency after the last of them is through;
+    a transfer is therefore bound by the most loaded link on its path;
+  * a wait blocks until its receive arrived, a sync until its send has left the sender's port,
+    a pause (compute, endpoint costs) lasts its seconds x k.
+The call's time is the slowest rank's end.  Measured against the emulation: docs/validation.md
+and benchmarks/algorithms.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import heapq
+import math
+from dataclasses import dataclass, field
 
-from collectives.base import Step
+from collectives.schedule import MARK, PAUSE, POST, SEND, START, SYNC, WAIT, Part, combine
 from fabric.plan import Plan
 
 
 @dataclass(frozen=True)
 class Prediction:
-    time_s: float            # emulated seconds
-    bottleneck_bps: float    # rate of the link direction that bounds the largest β term
-    latency_s: float         # the latency floor: each step's longest round trip (time_s >= latency_s)
+    time_s: float            # emulated seconds: the slowest rank's end
+    bottleneck_bps: float    # rate of the link direction that carries the most (in time)
+    latency_s: float         # the same program with every rate infinite (time_s >= latency_s)
+    rank_end_s: tuple = ()   # per rank (0 where it takes no part)
+    marks: dict = field(default_factory=dict)   # part index -> the slowest rank's end of it
 
 
-def predict(plan: Plan, steps: list[Step], one_way: bool = False) -> Prediction:
-    total = alpha_total = 0.0
-    worst_beta, bottleneck = -1.0, min(s.rate_bps for s in plan.shapers.values())
-    for step in steps:
-        load: dict[str, float] = {}
-        for src, dst, nbytes in step:
-            for shaper, _ in plan.path(src, dst):
-                load[shaper.key] = load.get(shaper.key, 0.0) + nbytes
-        step_time = step_alpha = 0.0
-        step_beta, step_rate = 0.0, None
-        for src, dst, nbytes in step:
+def predict(plan: Plan, parts: list[Part]) -> Prediction:
+    """The model's time for one iteration of `parts` (a call, or a workload's parts)."""
+    t, ends, marks, load = _simulate(plan, parts, bandwidth=True)
+    floor = _simulate(plan, parts, bandwidth=False)[0]
+    if load:
+        key = max(load, key=lambda k: load[k] / plan.shapers[k].rate_bps)
+        bottleneck = plan.shapers[key].rate_bps
+    else:
+        bottleneck = min(s.rate_bps for s in plan.shapers.values())
+    return Prediction(t, bottleneck, floor, tuple(ends.get(r, 0.0) for r in range(plan.ranks)), marks)
+
+
+def _simulate(plan: Plan, parts: list[Part], bandwidth: bool):
+    k = plan.scale
+    programs, xfers, item = {}, [], []
+    for p, part in enumerate(parts):
+        if part.kind == "call" and part.schedule is not None:
+            xfers += part.schedule.xfers
+            item += [part.schedule.item] * len(part.schedule.xfers)
+    ranks = sorted({r for part in parts for r in part.ranks})
+    for r in ranks:
+        programs[r] = combine(parts, r)[0]
+    notice = [None] * len(xfers)      # when the sender learns the receive is posted
+    issued = [None] * len(xfers)      # when the sender's program reached the send
+    left = [None] * len(xfers)        # when its last byte left the sender's port
+    arrived = [None] * len(xfers)
+    waiting: dict[tuple[str, int], int] = {}      # ("arrive" | "left", xfer) -> the rank blocked on it
+    free: dict[str, float] = {}                     # link direction -> when it is free again
+    load: dict[str, float] = {}                     # link direction -> bits it carried
+    paths: dict[tuple[int, int], tuple] = {}
+    pc = {r: 0 for r in ranks}
+    end: dict[int, float] = {}
+    marks: dict[int, float] = {}
+    heap: list = []
+    seq = 0
+
+    def push(time, kind, what):
+        nonlocal seq
+        seq += 1
+        heapq.heappush(heap, (time, seq, kind, what))
+
+    def path(src, dst):
+        if (src, dst) not in paths:
             hops = plan.path(src, dst)
-            alpha = (0.0 if one_way else plan.path_latency(dst, src)) + sum(b.delay_s for _, b in hops)
-            beta, rate = 0.0, None
-            for shaper, _ in hops:
-                t = load[shaper.key] * 8 / shaper.rate_bps
-                if t > beta:
-                    beta, rate = t, shaper.rate_bps
-            step_alpha = max(step_alpha, alpha)
-            if alpha + beta > step_time:
-                step_time, step_beta, step_rate = alpha + beta, beta, rate
-        if step_rate is not None and step_beta > worst_beta:
-            worst_beta, bottleneck = step_beta, step_rate
-        total += step_time
-        alpha_total += step_alpha
-    return Prediction(total, bottleneck, alpha_total)
+            paths[src, dst] = ([(s.key, s.rate_bps) for s, _ in hops], sum(b.delay_s for _, b in hops))
+        return paths[src, dst]
+
+    def depart(x, when):
+        push(when, "depart", x)
+
+    def run(r, now):
+        ops = programs[r]
+        while pc[r] < len(ops):
+            op = ops[pc[r]]
+            kind = op.kind
+            if kind == START:
+                now = max(now, 0.0)
+            elif kind == POST:
+                xf = xfers[op.x]
+                notice[op.x] = -math.inf if now == -math.inf else now + path(xf.dst, xf.src)[1]
+                if issued[op.x] is not None:
+                    depart(op.x, max(issued[op.x], notice[op.x]))
+            elif kind == SEND:
+                issued[op.x] = now
+                if notice[op.x] is not None:
+                    depart(op.x, max(now, notice[op.x]))
+            elif kind in (WAIT, SYNC):
+                done = arrived if kind == WAIT else left
+                if done[op.x] is None:
+                    waiting["arrive" if kind == WAIT else "left", op.x] = r
+                    return
+                if done[op.x] > now:
+                    push(done[op.x], "run", r)
+                    return
+            elif kind == PAUSE:
+                if op.seconds > 0:
+                    pc[r] += 1
+                    push(now + op.seconds * k, "run", r)
+                    return
+            elif kind == MARK:
+                marks[op.x] = max(marks.get(op.x, 0.0), now)
+            pc[r] += 1
+        end[r] = now
+
+    for r in ranks:
+        run(r, -math.inf)
+    while heap:
+        now, _, kind, what = heapq.heappop(heap)
+        if kind == "run":
+            run(what, now)
+            continue
+        if kind == "depart":
+            xf = xfers[what]
+            hops, latency = path(xf.src, xf.dst)
+            bits = xf.count * item[what] * 8
+            last = first = now
+            for i, (key, rate) in enumerate(hops):
+                start = max(now, free.get(key, now))
+                done = start + (bits / rate if bandwidth else 0.0)
+                free[key] = done
+                load[key] = load.get(key, 0.0) + bits
+                last = max(last, done)
+                if i == 0:
+                    first = done
+            push(first, "left", what)
+            push(last + latency, "arrive", what)
+            continue
+        (left if kind == "left" else arrived)[what] = now
+        r = waiting.pop((kind, what), None)
+        if r is not None:
+            run(r, now)
+    stuck = [r for r in ranks if r not in end]
+    if stuck:
+        raise RuntimeError(f"the programs deadlock: ranks {stuck} wait for transfers nobody sends")
+    return max(end.values(), default=0.0), end, marks, load

@@ -1,8 +1,8 @@
 """Model configs that size the inference workloads, and the bytes each pattern moves.
 
-Presets are the published configs (../shared/reference.md, "Model configs": config.json files,
+Presets are the published configs (docs/sources.md, "Model configs": config.json files,
 meta-llama/llama-models, the Kimi K2 README); a profile may give a custom model with the same
-fields.  Everything here is arithmetic on those fields, unit-tested against reference.md.
+fields.  Everything here is arithmetic on those fields, unit-tested against sources.md.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ class Model:
 
     def layer_weights(self) -> int:
         """Parameters one token's decode reads per dense GQA layer (attention + SwiGLU MLP).
-        MLA models (whose attention has projections reference.md does not give) and MoE layers
+        MLA models (whose attention has projections sources.md does not give) and MoE layers
         have no such figure here: a workload on them must state its compute time."""
         if self.mla or self.moe:
             raise ValueError(f"{self.name}: per-layer weights are known only for dense GQA models")

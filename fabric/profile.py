@@ -25,6 +25,15 @@ class ProfileError(ValueError):
 
 
 @dataclass(frozen=True)
+class Endpoint:
+    """What the software stack pays beside the wire (real seconds): per collective call (a
+    kernel launch, NCCL's base latency) and per step of its schedule (a rank noticing a chunk
+    arrived and sending the next).  The ranks wait it out x k; the α-β model includes it."""
+    op_s: float = 0.0
+    step_s: float = 0.0
+
+
+@dataclass(frozen=True)
 class LinkClass:
     """One class of link, in real-fabric numbers (SI units)."""
     name: str
@@ -35,6 +44,7 @@ class LinkClass:
     reorder: bool = True     # False: jitter never lets a packet overtake an earlier one (a FIFO line)
     distribution: str = "uniform"   # of the jitter (DISTRIBUTIONS); the std dev is jitter_s either way
     offloads: bool = False   # True: keep TSO/GSO/GRO on, as a stock host does (loss and shaping then act on bursts)
+    endpoint: Endpoint | None = None   # per op and per step over this class (None: the profile's)
 
     @property
     def impaired(self) -> bool:
@@ -68,13 +78,14 @@ class OpSpec:
     splits: str = "even"     # all_to_all only: even | uneven
     root: int = 0            # broadcast only
     check: bool = True       # verify each result (nccl-tests -c); off saves the host's CPU on big sweeps
+    algorithm: str = "auto"  # collectives/algorithms: auto (the model's fastest) or one that runs the op
 
 
 @dataclass(frozen=True)
 class Gpu:
     """The accelerator the workloads' math is emulated for (roofline waits)."""
     hbm_Bps: float = 3.35e12     # H100 SXM HBM3, B/s (the issue's default)
-    flops: float = 989e12        # H100 SXM dense BF16, FLOP/s (NVIDIA H100 datasheet; not in reference.md)
+    flops: float = 989e12        # H100 SXM dense BF16, FLOP/s (NVIDIA H100 datasheet; docs/sources.md)
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ class Profile:
     gpu: Gpu = Gpu()
     stragglers: tuple[Straggler, ...] = ()
     seed: int = 0                            # of the stragglers' random delays
+    endpoint: Endpoint = Endpoint()          # the stack's cost per op and per step (link classes may differ)
 
     def without_stragglers(self) -> "Profile":
         return replace(self, stragglers=())
@@ -142,6 +154,10 @@ class Profile:
 
     def link(self, name: str) -> LinkClass:
         return self.links[name]
+
+    def endpoint_of(self, link: str) -> Endpoint:
+        """The endpoint costs over a link class: its own, else the profile's."""
+        return self.links[link].endpoint or self.endpoint
 
     @property
     def impaired(self) -> bool:
@@ -158,12 +174,13 @@ class Profile:
 # ---------------------------------------------------------------------------------------
 # Loading and checking
 
-_TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload", "gpu", "stragglers", "seed"}
-_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "offloads"}
+_TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload", "gpu", "stragglers", "seed",
+             "endpoint"}
+_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "offloads", "endpoint"}
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
 _FLAT_KEYS = {"kind", "ranks", "link"}
 _TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
-_OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root", "check"}
+_OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root", "check", "algorithm"}
 MAX_RANKS = 64  # one process per rank on one host; beyond this the host, not the fabric, is measured
 
 
@@ -205,7 +222,8 @@ def parse(data, source: str = "<profile>") -> Profile:
     return Profile(name=name, source=source, links=links, topology=topology,
                    workload=ops, description=description, scale=scale, workloads=entries, gpu=gpu,
                    stragglers=_parse_stragglers(c, data.get("stragglers", []), topology),
-                   seed=c.integer(data.get("seed", 0), "seed", 0))
+                   seed=c.integer(data.get("seed", 0), "seed", 0),
+                   endpoint=_parse_endpoint(c, data.get("endpoint", {}), "endpoint") or Endpoint())
 
 
 class _Checker:
@@ -320,8 +338,28 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
             reorder=_flag(c, spec.get("reorder", True), f"{key}.reorder"),
             distribution=c.choice(spec.get("distribution", "uniform"), f"{key}.distribution", DISTRIBUTIONS),
             offloads=_flag(c, spec.get("offloads", False), f"{key}.offloads"),
+            endpoint=_parse_endpoint(c, spec["endpoint"], f"{key}.endpoint") if "endpoint" in spec else None,
         )
     return links
+
+
+def _parse_endpoint(c: _Checker, value, key: str) -> Endpoint | None:
+    c.mapping(value, key, {"op", "step"})
+    return Endpoint(c.time(value.get("op", 0), f"{key}.op"), c.time(value.get("step", 0), f"{key}.step"))
+
+
+def _algorithm(c: _Checker, value, key: str, ops: set[str]) -> str:
+    """auto, or an algorithm that runs every one of `ops`."""
+    from collectives.algorithms import ALGORITHMS, AUTO, runs
+    if value == AUTO:
+        return value
+    if not isinstance(value, str) or value not in ALGORITHMS:
+        c.fail(key, f"unknown algorithm {value!r}; expected auto or one of {', '.join(sorted(ALGORITHMS))}")
+    missing = sorted(op for op in ops if op not in ALGORITHMS[value].ops)
+    if missing:
+        c.fail(key, f"{value} does not run {', '.join(missing)}; algorithms that do: "
+                    f"{', '.join(runs(missing[0]))} (or auto)")
+    return value
 
 
 def _flag(c: _Checker, value, key: str) -> bool:
@@ -381,11 +419,14 @@ def _parse_workload(c: _Checker, value, topology: Topology, gpu: Gpu) -> tuple[t
         if isinstance(entry, dict) and len(entry) == 1 and next(iter(entry)) in KINDS:
             kind, spec = next(iter(entry.items()))
             cls = KINDS[kind]
-            c.mapping(spec, f"{key}.{kind}", cls.keys, required=cls.required)
-            w = cls.parse(c, spec, f"{key}.{kind}", ctx)
+            c.mapping(spec, f"{key}.{kind}", cls.keys | {"algorithm"}, required=cls.required)
+            w = cls.parse(c, {k: v for k, v in spec.items() if k != "algorithm"}, f"{key}.{kind}", ctx)
+            from workloads.base import ops_of
+            algorithm = _algorithm(c, spec.get("algorithm", "auto"), f"{key}.{kind}.algorithm",
+                                   ops_of(w.phases(topology.ranks)))
             entries.append(Entry(w.label, w, iters=c.integer(spec.get("steps", 4), f"{key}.{kind}.steps", 1, 10000),
                                  warmup=c.integer(spec.get("warmup", 1), f"{key}.{kind}.warmup", 0, 10000),
-                                 config={kind: spec}))
+                                 config={kind: spec}, algorithm=algorithm))
             continue
         if isinstance(entry, dict) and "op" not in entry and len(entry) == 1:
             c.fail(f"{key}.{next(iter(entry))}", f"unknown workload; expected op: or one of {', '.join(KINDS)}")
@@ -396,7 +437,7 @@ def _parse_workload(c: _Checker, value, topology: Topology, gpu: Gpu) -> tuple[t
 def _parse_op(c: _Checker, entry, key: str, topology: Topology) -> OpSpec:
     c.mapping(entry, key, _OP_KEYS, required={"op", "bytes"})
     op = entry["op"]
-    if op not in COLLECTIVES:
+    if not isinstance(op, str) or op not in COLLECTIVES:
         c.fail(f"{key}.op", f"unknown op {op!r}; expected one of {', '.join(sorted(COLLECTIVES))}")
     coll = COLLECTIVES[op]
     if topology.ranks < coll.min_ranks:
@@ -419,6 +460,7 @@ def _parse_op(c: _Checker, entry, key: str, topology: Topology) -> OpSpec:
         iters=c.integer(entry.get("iters", OpSpec.iters), f"{key}.iters", 1, 100000),
         warmup=c.integer(entry.get("warmup", OpSpec.warmup), f"{key}.warmup", 0, 100000),
         splits=splits, root=root, check=check,
+        algorithm=_algorithm(c, entry.get("algorithm", "auto"), f"{key}.algorithm", {op}),
     )
 
 

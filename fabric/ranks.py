@@ -45,13 +45,12 @@ class RankWorkload:
     late_starts: int
 
 
-def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_timeout_s: float,
-        margin_s: float, workloads: list[dict] = (), delays: dict | None = None,
-        seed: int = 0, on_progress=None) -> tuple[list[RankResult], list[RankWorkload]]:
-    """Run `jobs` (the same op list for every rank), then `workloads`, and return every rank's
-    results.  delays: rank -> its delay laws (collectives.delays), emulated seconds.
-    on_progress(item, iterations done): called as rank 0 finishes iterations (items: the jobs,
-    then the workloads)."""
+def run(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_timeout_s: float,
+        margin_s: float, delays: dict | None = None, seed: int = 0,
+        on_progress=None) -> tuple[list[RankResult], list[RankWorkload]]:
+    """Run `work` (fabric.work: every op size, then every workload entry; the same list for every
+    rank) and return every rank's results.  delays: rank -> its delay laws (collectives.delays),
+    emulated seconds.  on_progress(item, iterations done): called as rank 0 finishes iterations."""
     import torch  # noqa: F401  (imported once here, inherited by every forked rank)
     import torch.distributed  # noqa: F401
     from collectives import rank as rank_main
@@ -62,7 +61,7 @@ def run(emu: Emulation, jobs: list[dict], workdir: Path, timeout_s: float, op_ti
     try:
         for host in plan.hosts:
             job = {"rank": host.rank, "world": plan.ranks, "master": plan.hosts[0].ip, "port": PORT,
-                   "timeout_s": op_timeout_s, "margin_s": margin_s, "ops": jobs, "workloads": list(workloads),
+                   "timeout_s": op_timeout_s, "margin_s": margin_s, "work": work, "k": plan.scale,
                    "delays": (delays or {}).get(host.rank, []), "seed": seed * 1009 + host.rank,
                    "out": str(workdir / f"rank{host.rank}.json"),
                    "progress": str(workdir / "progress") if on_progress and host.rank == 0 else None}

@@ -2,10 +2,10 @@
 tail (p99), the bottleneck link and bus efficiency, the α-β model, and the real-fabric projection."""
 from __future__ import annotations
 
-from collectives import COLLECTIVES
+from collectives.algorithms import ALGORITHMS, BASELINE
 from fabric.units import fmt_rate, fmt_time
 
-_COLS = [("size", "(B)", 11), ("count", "(elements)", 10), ("type", "", 7), ("time", "(us)", 10),
+_COLS = [("size", "(B)", 11), ("count", "(elements)", 10), ("type", "", 7), ("algo", "", 12), ("time", "(us)", 10),
          ("p99", "(us)", 10), ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("link", "(GB/s)", 9),
          ("busEff", "", 6), ("model", "(us)", 10), ("meas/", "model", 6), ("real:time", "(us)", 10),
          ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("check", "", 5)]
@@ -74,11 +74,13 @@ def ops_table(doc: dict) -> list[str]:
         if r["op"] != current:
             current = r["op"]
             lines.append("#")
-            lines.append(f"# {current}: {COLLECTIVES[current].algorithm}")
+            used = list(dict.fromkeys(_algo(x) for x in doc["results"] if x["op"] == current))
+            lines.append(f"# {current}: " + "; ".join(f"{a}: {ALGORITHMS[a].ops[current]}" for a in used
+                                                      if a in ALGORITHMS and current in ALGORITHMS[a].ops))
             lines.append("#" + " ".join(f"{name:>{w}}" for name, _, w in _COLS)[1:])
             lines.append("#" + " ".join(f"{unit:>{w}}" for _, unit, w in _COLS)[1:])
         t, p = r["time_us"], r["projected"]
-        cells = [r["bytes"], r["count"], r["type"], f"{t['p50']:.1f}", f"{t['p99']:.1f}",
+        cells = [r["bytes"], r["count"], r["type"], _algo(r), f"{t['p50']:.1f}", f"{t['p99']:.1f}",
                  _g(r["algbw_GBps"]), _g(r["busbw_GBps"]), _g(r["link_GBps"]),
                  f"{r['bus_efficiency']:.2f}", f"{r['model_time_us']:.1f}", f"{r['measured_over_model']:.2f}",
                  _t(p["time_us"]), _g(p["algbw_GBps"]), _g(p["busbw_GBps"]),
@@ -91,6 +93,11 @@ def ops_table(doc: dict) -> list[str]:
                  + (f", {unchecked} not checked (check: false)" if unchecked else "")
                  + (f", {late} late rank starts (times include the lateness)" if late else ""))
     return lines
+
+
+def _algo(r: dict) -> str:
+    """The algorithm a result ran (results written before algorithms existed ran gloo's)."""
+    return r.get("algorithm", BASELINE)
 
 
 def _g(x: float) -> str:
@@ -119,6 +126,8 @@ def workloads_table(doc: dict) -> list[str]:
                      f"{w['model_iteration_us'] / 1e3:>10.2f} {ratio:>6} {'ok' if w['correct'] else 'WRONG':>5}  "
                      f"{w['label']}")
         lines.append(f"{'':>16}-> {KINDS[w['kind']].describe(w['figures'])}")
+        if w.get("algorithms"):
+            lines.append(f"{'':>16}   algorithms: " + ", ".join(f"{label} {a}" for label, a in w["algorithms"].items()))
     return lines
 
 

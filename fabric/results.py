@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from collectives import COLLECTIVES
-from fabric.model import predict
 from fabric.plan import Plan
 from fabric.ranks import RankResult, RankWorkload
 from fabric.stats import summary
@@ -29,6 +28,7 @@ class Result:
     count: int
     type: str
     ranks: int
+    algorithm: str           # collectives/algorithms: what ran (auto's choice, or the forced one)
     iters: int
     time_us: dict            # min, p50, p95, p99, max of the per-iteration slowest-rank time
     algbw_GBps: float
@@ -45,26 +45,28 @@ class Result:
     last_counts: list        # per rank: iterations in which it finished last
 
 
-def summarize(plan: Plan, spec_of: dict, rank_results: list[RankResult]) -> list[Result]:
-    """spec_of maps (op, bytes) to the OpSpec it came from."""
-    grouped: dict[tuple[str, int], list[RankResult]] = {}
-    for rr in rank_results:
-        grouped.setdefault((rr.op, rr.bytes), []).append(rr)
+def summarize(plan: Plan, work: list, rank_results: list[RankResult]) -> list[Result]:
+    """One Result per op size of `work` (fabric.work), from every rank's times."""
+    by_rank: dict[int, list[RankResult]] = {}
+    for rr in rank_results:                   # each rank's records come in the order of the work
+        by_rank.setdefault(rr.rank, []).append(rr)
     n, k = plan.ranks, plan.scale
     out = []
-    for (op, nbytes), per_rank in grouped.items():
-        per_rank.sort(key=lambda rr: rr.rank)
+    for j, w in enumerate(w for w in work if w.op):
+        op, nbytes, per_rank = w.op, w.nbytes, [by_rank[r][j] for r in sorted(by_rank)]
+        assert all((rr.op, rr.bytes) == (op, nbytes) for rr in per_rank), "rank records out of order"
         coll = COLLECTIVES[op]
         iters = len(per_rank[0].times_s)
         slowest = [max(rr.times_s[i] for rr in per_rank) for i in range(iters)]
         stats = summary(slowest, 1e6)
         algbw = nbytes / (stats["p50"] * 1e-6) / 1e9
         busbw = algbw * coll.bus_factor(n)
-        pred = predict(plan, coll.schedule(n, nbytes, spec_of[(op, nbytes)]))
+        pred = w.prediction
         link = pred.bottleneck_bps / 8 / 1e9
         model_us = pred.time_s * 1e6
         out.append(Result(
-            op=op, bytes=nbytes, count=nbytes // coll.ITEM, type=coll.dtype, ranks=n, iters=iters,
+            op=op, bytes=nbytes, count=nbytes // coll.ITEM, type=coll.dtype, ranks=n, algorithm=w.algorithm,
+            iters=iters,
             time_us=stats, algbw_GBps=algbw, busbw_GBps=busbw,
             projected={"time_us": stats["p50"] / k, "algbw_GBps": algbw * k, "busbw_GBps": busbw * k},
             link_GBps=link, bus_efficiency=busbw / link, model_time_us=model_us,
@@ -94,13 +96,14 @@ def skew(per_rank: list[list[float | None]], k: float) -> dict:
             "last_counts": last}
 
 
-def summarize_workloads(plan: Plan, entries, rank_runs: list[RankWorkload]) -> list[dict]:
+def summarize_workloads(plan: Plan, work: list, rank_runs: list[RankWorkload]) -> list[dict]:
     """Per inference workload entry: the iteration (slowest rank), each phase label's time,
     the α-β prediction, the kind's own figures on the real fabric (workloads/*.py: figures),
-    and per-rank skew."""
+    the algorithm of each collective phase, and per-rank skew."""
     from workloads.base import Timings
     k, out = plan.scale, []
-    for i, entry in enumerate(entries):
+    for i, item in enumerate(w for w in work if not w.op):
+        entry = item.spec
         per_rank = sorted((r for r in rank_runs if r.entry == i), key=lambda r: r.rank)
         w, iters = entry.workload, len(per_rank[0].ends_s)
         phases = w.phases(plan.ranks)
@@ -120,10 +123,11 @@ def summarize_workloads(plan: Plan, entries, rank_runs: list[RankWorkload]) -> l
             for label, v in sums.items():
                 by_label.setdefault(label, []).append(v)
         t = Timings(k, iteration, by_label)
-        model = model_iteration(plan, w, phases)
+        model = item.seconds
         stats = summary(iteration, 1e6)
         out.append({
             "kind": w.kind, "label": entry.label, "config": entry.config, "ranks": plan.ranks, "iters": iters,
+            "algorithms": {c.label: c.algorithm for c in item.choices},
             "iteration_us": stats, "projected_iteration_us": {q: v / k for q, v in stats.items()},
             "phases_us": {label: summary(v, 1e6 / k)["p50"] for label, v in by_label.items()},
             "model_iteration_us": model * 1e6, "measured_over_model": stats["p50"] / (model * 1e6) if model else None,
@@ -132,16 +136,6 @@ def summarize_workloads(plan: Plan, entries, rank_runs: list[RankWorkload]) -> l
             "rank_time_us": [[x * 1e6 if x is not None else None for x in o] for o in own], **skew(own, k),
         })
     return out
-
-
-def model_iteration(plan: Plan, w, phases) -> float:
-    """α-β of one iteration, emulated seconds: compute waits as given, each communication
-    phase by fabric.model.predict; the kind combines them (in sequence unless it overlaps)."""
-    from workloads.base import Compute, steps_of
-    times = [p.seconds * plan.scale if isinstance(p, Compute) else
-             (predict(plan, steps_of(p), one_way=getattr(p, "announced", False)).time_s if steps_of(p) else 0.0)
-             for p in phases]
-    return w.model_iteration(times) if hasattr(w, "model_iteration") else sum(times)
 
 
 def slowdown(baseline: dict, straggled: dict) -> list[dict]:
@@ -178,7 +172,7 @@ def document(plan: Plan, results: list[Result], netem: str, extra: dict | None =
     }
 
 
-CSV_FIELDS = ["op", "bytes", "count", "type", "ranks", "iters", "time_us.min", "time_us.p50", "time_us.p95",
+CSV_FIELDS = ["op", "bytes", "count", "type", "ranks", "algorithm", "iters", "time_us.min", "time_us.p50", "time_us.p95",
               "time_us.p99", "time_us.max", "algbw_GBps", "busbw_GBps", "projected.time_us",
               "projected.algbw_GBps", "projected.busbw_GBps", "link_GBps", "bus_efficiency", "model_time_us",
               "measured_over_model", "correct", "late_starts"]
@@ -230,5 +224,7 @@ def read_json(path: Path, fits, expected: str) -> dict:
 
 def _get(record: dict, dotted: str):
     for part in dotted.split("."):
+        if part not in record:      # a field a run written before it existed does not have
+            return ""
         record = record[part]
     return record

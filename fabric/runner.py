@@ -1,6 +1,7 @@
 """One run, end to end: profile -> plan -> emulation -> ranks -> results (-> report, by the CLI)."""
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import signal
@@ -8,12 +9,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from collectives import COLLECTIVES
+from collectives.algorithms import AUTO
 from fabric import cleanup, host, ranks, results, scale
+from fabric import work as works
 from fabric.emulation import Emulation
-from fabric.model import predict
 from fabric.plan import Plan, build
 from fabric.profile import Profile, parse
+from fabric.work import Work
 
 
 class HostUnfit(RuntimeError):
@@ -36,25 +38,6 @@ def new_run_id() -> str:
             return rid
 
 
-def jobs(profile: Profile, n: int) -> tuple[list[dict], dict]:
-    """The op list every rank runs, sizes aligned by each op's size rule, and (op, bytes) -> OpSpec."""
-    out, spec_of = [], {}
-    for spec in profile.workload:
-        coll = COLLECTIVES[spec.op]
-        for size in spec.sizes:
-            nbytes = coll.size(size, n)
-            out.append({"op": spec.op, "bytes": nbytes, "iters": spec.iters, "warmup": spec.warmup,
-                        "splits": spec.splits, "root": spec.root, "check": spec.check})
-            spec_of[(spec.op, nbytes)] = spec
-    return out, spec_of
-
-
-def workload_jobs(profile: Profile, plan: Plan) -> list[dict]:
-    """What every rank runs for the inference workloads: phases, iterations, k."""
-    return [{"entry": i, "phases": e.workload.phases(plan.ranks), "iters": e.iters, "warmup": e.warmup,
-             "k": plan.scale} for i, e in enumerate(profile.workloads)]
-
-
 def delay_laws(profile: Profile, k: float) -> dict[int, list[tuple]]:
     """rank -> its lateness laws (collectives.delays), emulated seconds."""
     from fabric.profile import SlowRank
@@ -66,38 +49,16 @@ def delay_laws(profile: Profile, k: float) -> dict[int, list[tuple]]:
     return laws
 
 
-@dataclass(frozen=True)
-class Item:
-    """One op/size or inference workload entry, as the ranks run them, in order."""
-    label: str
-    warmup: int
-    iters: int
-    seconds: float      # α-β time of one iteration, emulated
-    calls: int          # collective calls per iteration (a late rank is late at each)
-    op: bool            # a plain collective (else a workload entry)
-
-
-def items(plan: Plan, job_list: list[dict], spec_of: dict) -> list[Item]:
-    """The α-β time of every op/size and workload iteration: for time limits, the plan's
-    estimates and the progress line's ETA."""
-    from workloads.base import COMMUNICATION
-    n, out = plan.ranks, []
-    for job in job_list:
-        schedule = COLLECTIVES[job["op"]].schedule(n, job["bytes"], spec_of[(job["op"], job["bytes"])])
-        out.append(Item(f"{job['op']} {job['bytes']} B", job["warmup"], job["iters"],
-                        predict(plan, schedule).time_s, 1, True))
-    for e in plan.profile.workloads:
-        phases = e.workload.phases(n)
-        out.append(Item(e.label, e.warmup, e.iters, results.model_iteration(plan, e.workload, phases),
-                        sum(isinstance(p, COMMUNICATION) for p in phases), False))
-    return out
-
-
-def sizing(plan: Plan, work: list[Item]) -> Sizing:
+def sizing(plan: Plan, work: list[Work]) -> Sizing:
     """Time limits from the α-β prediction of every op and workload iteration (x 5, and
-    x 20 for a single gloo wait), plus the stragglers' delays (a single wait: at their cap)."""
+    x 20 for a single gloo wait), plus the stragglers' delays (a single wait: at their cap).
+    The start margin lets every rank's posted receives reach their senders before the start
+    (the slowest path back, latency + 4 sigma, twice) on top of waking from the barrier."""
     from collectives.delays import CAP
-    margin = 0.005   # ranks wake from a shared-memory barrier; doubled by a rank that was late
+    n = plan.ranks
+    back = max((plan.path_latency(s, d) + 4 * math.sqrt(sum(b.jitter_s ** 2 for _, b in plan.path(s, d)))
+                for s in range(n) for d in range(n) if s != d), default=0.0)
+    margin = 0.005 + 2 * back     # doubled by a rank that was late
     late = sum(law[1] for laws in delay_laws(plan.profile, plan.scale).values() for law in laws)
     total = sum((i.warmup + i.iters) * (5 * i.seconds + 5 * i.calls * late + 2 * margin + 0.05) for i in work)
     longest = max((i.seconds for i in work), default=0.0)
@@ -111,7 +72,7 @@ def check_host_tools() -> None:
         raise HostUnfit("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
 
 
-def _tracker(progress, what: str, work: list[Item]):
+def _tracker(progress, what: str, work: list[Work]):
     """on_progress for ranks.run: rank 0's (item, iterations done) as predicted seconds done."""
     before = [sum((i.warmup + i.iters) * i.seconds for i in work[:j]) for j in range(len(work))]
     total = sum((i.warmup + i.iters) * i.seconds for i in work)
@@ -138,17 +99,19 @@ def check_host(profile: Profile) -> str:
     return "none"
 
 
-def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None = None, progress=None) -> dict:
+def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None = None, progress=None,
+            algorithm: str = AUTO) -> dict:
     """Build, run, tear down; return the results document.  Raises ranks.RankError on failure.
     A profile with stragglers runs twice, first without them: the baseline of its slowdown.
-    progress: a fabric.progress.Progress to show the phases on."""
+    progress: a fabric.progress.Progress to show the phases on; algorithm: forced on every
+    call it runs (collectives/algorithms), else each entry's own (auto: the model's fastest)."""
     if not profile.stragglers:
-        return _execute_once(profile, k, netem, log, keep, progress)
+        return _execute_once(profile, k, netem, log, keep, progress, algorithm=algorithm)
     log(f"fabric: baseline run without the {len(profile.stragglers)} stragglers")
     baseline = _execute_once(profile.without_stragglers(), k, netem, log, keep and keep / "baseline", progress,
-                             "baseline: ")
+                             "baseline: ", algorithm)
     log("fabric: run with the stragglers: " + "; ".join(s.label for s in profile.stragglers))
-    doc = _execute_once(profile, k, netem, log, keep, progress, "stragglers: ")
+    doc = _execute_once(profile, k, netem, log, keep, progress, "stragglers: ", algorithm)
     doc["stragglers"] = {"entries": [s.label for s in profile.stragglers],
                          "baseline": {"results": baseline["results"], "workloads": baseline["workloads"]},
                          "slowdown": results.slowdown(baseline, doc)}
@@ -156,11 +119,9 @@ def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None
 
 
 def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None, progress=None,
-                  what: str = "") -> dict:
+                  what: str = "", algorithm: str = AUTO) -> dict:
     plan = build(profile, k, run_id=new_run_id())
-    job_list, spec_of = jobs(profile, plan.ranks)
-    wl_jobs = workload_jobs(profile, plan)
-    work = items(plan, job_list, spec_of)
+    work = works.build(plan, algorithm)
     bounds = sizing(plan, work)
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -172,15 +133,16 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
                 progress.phase(f"{what}building the topology")
             with Emulation(plan) as emu:
                 on_progress = _tracker(progress, what, work) if progress else None
-                log(f"fabric: running {len(job_list)} op/size pairs and {len(wl_jobs)} workloads on {plan.ranks} "
+                ops = sum(1 for w in work if w.op)
+                log(f"fabric: running {ops} op/size pairs and {len(work) - ops} workloads on {plan.ranks} "
                     f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
                 rank_results, rank_workloads = ranks.run(
-                    emu, job_list, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
-                    workloads=wl_jobs, delays=delay_laws(profile, k), seed=profile.seed, on_progress=on_progress)
+                    emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
+                    delays=delay_laws(profile, k), seed=profile.seed, on_progress=on_progress)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    doc = results.document(plan, results.summarize(plan, spec_of, rank_results), netem,
-                           workloads=results.summarize_workloads(plan, profile.workloads, rank_workloads))
+    doc = results.document(plan, results.summarize(plan, work, rank_results), netem,
+                           workloads=results.summarize_workloads(plan, work, rank_workloads))
     # used_links: the ranks' own link class first, then the domains' uplink (two_tier)
     doc["links"] = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
                      "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
@@ -207,18 +169,20 @@ def calibrate(log=print) -> scale.Calibration:
     """Measure this host's software overhead and capacity with a real run on an unshaped link."""
     n = CALIBRATION_RANKS
     profile = parse({
-        "name": "calibration", "description": f"{n} ranks on an effectively unshaped link",
+        "name": "calibration", "description": f"{n} ranks on a link shaped far above what they move",
         "scale": 1, "links": {"unshaped": {"rate": "100Gbit/s"}},
         "topology": {"kind": "flat", "ranks": n, "link": "unshaped"},
-        "workload": [{"op": "all_reduce", "bytes": "4KiB", "iters": 40, "warmup": 5},
-                     {"op": "sendrecv", "bytes": "16MiB", "iters": 5, "warmup": 1}],
+        "workload": [{"op": "all_reduce", "bytes": "4KiB", "iters": 40, "warmup": 5, "algorithm": "ring"},
+                     {"op": "all_to_all", "bytes": "16MiB", "iters": 5, "warmup": 1, "algorithm": "direct"}],
     }, "<calibration>")
     log(f"fabric: calibrating this host (once; cached): {n} ranks, unshaped link")
     doc = execute(profile, 1.0, "none", log=lambda *_: None)
     small, large = doc["results"]
-    steps = len(COLLECTIVES["all_reduce"].schedule(n, small["bytes"], None))
+    steps = 2 * (n - 1)          # a ring all-reduce's steps
+    # what the ranks move together: each sends (n-1)/n of its buffer to n-1 peers at once, through
+    # the same classes, bridge and filters as a run's many flows
     cal = scale.measured(overhead_s=small["time_us"]["p50"] * 1e-6 / steps,
-                         capacity_bps=n * large["algbw_GBps"] * 8e9)
+                         capacity_bps=n * large["busbw_GBps"] * 8e9)
     scale.store(cal)
     log(f"fabric: host overhead {cal.overhead_s * 1e6:.0f} us per step, capacity "
         f"{cal.capacity_bps / 1e9:.2f} Gbit/s")

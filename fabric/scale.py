@@ -6,8 +6,9 @@
     sets the rate; a faster uplink carries no more than the ports behind it send), and
   * the host's software overhead per collective step stays at most LATENCY_SHARE of the
     smallest emulated latency of a step (so the emulated latency, not gloo and Python, dominates
-    small messages).  A gloo step waits a round trip (fabric.model), so a step's latency is the
-    path there and back between the closest pair of ranks.
+    small messages).  A step's receive is posted before the start (collectives.executor), so a
+    step's latency is the one-way path between the closest pair of ranks, plus the endpoint's
+    cost per step over that link.
 The host figures come from a calibration: a real 4-rank run over an unshaped link, measured
 once and cached per kernel and CPU count (`fabric calibrate` re-measures).
 """
@@ -92,12 +93,15 @@ class Choice:
 
 
 def step_latency(profile: Profile) -> float:
-    """The smallest real round trip between two ranks (0 without latency): a gloo step's α."""
+    """The smallest real one-way latency between two ranks, with the endpoint's cost per step
+    (0 without either): a step's α."""
     from fabric.plan import build
     plan = build(profile, 1.0)
-    n = plan.ranks
-    trips = [plan.path_latency(s, d) + plan.path_latency(d, s) for s in range(n) for d in range(s + 1, n)]
-    return min((t for t in trips if t > 0), default=0.0)
+    n, topo = plan.ranks, profile.topology
+    def step(s, d):
+        link = topo.intra if topo.domain_of(s) == topo.domain_of(d) else topo.inter
+        return plan.path_latency(s, d) + profile.endpoint_of(link).step_s
+    return min((t for t in (step(s, d) for s in range(n) for d in range(n) if s != d) if t > 0), default=0.0)
 
 
 def choose(profile: Profile, cal: Calibration) -> Choice:
@@ -112,7 +116,7 @@ def choose(profile: Profile, cal: Calibration) -> Choice:
            f"{RATE_SHARE:.0%} of {cal.capacity_bps / 1e9:.3g} Gbit/s host capacity)")
     if alpha:
         why += (f", latency needs k >= {k_lat:.3g} ({cal.overhead_s * 1e6:.0f} us host overhead per step within "
-                f"{LATENCY_SHARE:.0%} of the smallest round trip, {alpha * 1e6:.3g} us real)")
+                f"{LATENCY_SHARE:.0%} of the smallest step latency, {alpha * 1e6:.3g} us real)")
     return Choice(k, why + f"; host figures: {cal.method}")
 
 

@@ -63,19 +63,21 @@ def variants(data: dict, source: str, over: str, values: list) -> list:
     return out
 
 
-def run(data: dict, source: str, over: str, values: list, k: float, netem: str, log, progress=None) -> dict:
+def run(data: dict, source: str, over: str, values: list, k: float, netem: str, log, progress=None,
+        algorithm: str = "auto") -> dict:
     """Every point's results document and, per op/workload, its slowdown against its baseline."""
     from fabric.runner import _execute_once, execute
     points = variants(data, source, over, values)
     shared = None
     if over == "delay":
         log("fabric sweep: baseline without stragglers")
-        shared = _execute_once(points[0][1].without_stragglers(), k, netem, log, None, progress, "baseline: ")
+        shared = _execute_once(points[0][1].without_stragglers(), k, netem, log, None, progress, "baseline: ",
+                               algorithm)
     docs = []
     for v, profile in points:
         log(f"fabric sweep: {over} = {v}")
-        doc = (_execute_once(profile, k, netem, log, None, progress, f"{over} = {v}: ") if shared else
-               execute(profile, k, netem, log, progress=progress))
+        doc = (_execute_once(profile, k, netem, log, None, progress, f"{over} = {v}: ", algorithm) if shared else
+               execute(profile, k, netem, log, progress=progress, algorithm=algorithm))
         # against the shared baseline, the point's own (stragglers), or else the first point
         if shared:
             base = shared

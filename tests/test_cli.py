@@ -14,7 +14,7 @@ def test_plan_prints_scale_topology_and_commands(write_profile, capsys):
     out = capsys.readouterr().out
     assert "# scale k = 1000 (fixed in the profile)" in out
     assert "emulated 3.6Gbit/s, latency 2ms" in out
-    assert "fab0000h0 tc qdisc add dev fab0000r0 root handle 1: htb default 20" in out
+    assert "fab0000h0 tc qdisc add dev fab0000r0 root handle 1: htb default 10" in out
     assert "netem needed" in out and "model" in out
 
 

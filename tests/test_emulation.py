@@ -76,12 +76,13 @@ def test_gloo_traffic_crosses_the_shaped_links():
     """tc byte counters on every rank's shaped port grow by at least what ring all-reduce sends."""
     import torch  # noqa: F401  (the ranks need it; fail clearly if missing)
     from fabric import ranks
-    plan = build(parse(flat(ranks=3, rate="500Mbit/s"), "t.yaml"), 1.0, run_id="0fab")
+    from fabric import work
     S = 3 * 2**20
-    job = [{"op": "all_reduce", "bytes": S, "iters": 2, "warmup": 0, "splits": "even", "root": 0}]
+    plan = build(parse(flat(ranks=3, rate="500Mbit/s", workload=[
+        {"op": "all_reduce", "bytes": S, "iters": 2, "warmup": 0, "algorithm": "ring"}]), "t.yaml"), 1.0, run_id="0fab")
     with Emulation(plan) as emu:
         before = [emu.tc_bytes(h.name, plan.host_intf(h.rank)) for h in plan.hosts]
-        ranks.run(emu, job, _tmpdir(), timeout_s=120, op_timeout_s=30, margin_s=0.005)
+        ranks.run(emu, work.build(plan), _tmpdir(), timeout_s=120, op_timeout_s=30, margin_s=0.005)
         after = [emu.tc_bytes(h.name, plan.host_intf(h.rank)) for h in plan.hosts]
     sent = 2 * 2 * (3 - 1) * S / 3          # 2 iterations of 2(n-1)/n S per rank
     for b, a in zip(before, after):

@@ -149,12 +149,17 @@ def _row(compare: dict, start: str, end: str = "") -> list[float]:
 def test_lab1_tp_pays_the_network_every_layer_pp_and_dp_do_not(labs):
     c = json.loads((_ok(labs, "l1") / "compare.json").read_text())
     nvlink, eth = _row(c, "tp_decode llama-3.1-70b tp8 batch 1: TPOT p50")
-    assert eth > 2 * nvlink                        # 160 latency-bound all-reduces per token
+    # 160 latency-bound all-reduces per token (one-shot on both): measured 1.39x, model 1.37x
+    assert eth > 1.2 * nvlink
+    share_nv, share_eth = _row(c, "tp_decode llama-3.1-70b tp8 batch 1: communication share")
+    assert share_eth > 2 * share_nv                # measured 40 % vs 16 %
+    big_nv, big_eth = _row(c, "tp_decode llama-3.1-70b tp8 batch 64: TPOT p50")
+    assert big_eth > 3 * big_nv                    # 1 MiB all-reduces: the link's rate counts (4.6x)
     dp = _row(c, "dp llama-3.1-70b")[0]
     pp_nv, pp_eth = _row(c, "pp llama-3.1-70b 8 stages x 1 microbatches: iteration p50")
     assert pp_eth == pytest.approx(pp_nv, rel=0.02) and pp_nv == pytest.approx(dp, rel=0.02)   # 7 hand-offs
     assert max(_row(c, "pp llama-3.1-70b 8 stages x 1 microbatches: communication share")) < 1.0   # %
-    assert eth > dp                                # on 100 GbE, TP8 at batch 1 loses even to one whole GPU's math
+    assert eth < dp / 2                            # even on 100 GbE, TP8 at batch 1 beats one GPU's math
 
 
 @pytest.mark.root
@@ -196,12 +201,14 @@ def test_lab4_skewed_routing_is_imbalanced_and_ep_across_nodes_costs_more(labs):
     for doc in (nv, ib):
         uniform, zipf, hot = (w["figures"] for w in doc["workloads"])
         assert uniform["imbalance"] < min(zipf["imbalance"], hot["imbalance"])
-    # (what skew costs in time the emulation does not resolve: the lab says so, and why)
-    # the same EP8 spread over two nodes of 4: half of the picks cross InfiniBand
-    # (model: 2.2x; measured 1.5-1.8x per routing, the in-node all-to-all being the further
-    # above its model: lab 4 says why)
+    # inside the node the busiest receiving port sets the pace: skew costs time (model +17 % and
+    # +26 %, measured +20 % and +21 %); across the shared uplinks it costs nothing
+    uniform, zipf, hot = (w["figures"]["per_token_us"] for w in nv["workloads"])
+    assert min(zipf, hot) > 1.05 * uniform
+    # the same EP8 spread over two nodes of 4: half of the picks cross InfiniBand (model 2.1x,
+    # measured 2.0-2.1x per routing)
     across, inside = (sum(w["figures"]["per_token_us"] for w in d["workloads"]) for d in (ib, nv))
-    assert across > 1.3 * inside
+    assert across > 1.4 * inside                  # summed over the three routings: measured 1.80x
 
 
 @pytest.mark.root
@@ -215,4 +222,4 @@ def test_lab5_rate_helps_bulk_transfers_not_tp(labs):
     packed = _row(c, "tp_decode llama-3.1-70b tp4 batch 1: TPOT p50")
     spread = _row(c, "tp_decode llama-3.1-70b tp4 batch 1 spread: TPOT p50")
     assert all(s > p for s, p in zip(spread, packed))   # a TP group wider than a satellite pays the ISL
-    assert spread[0] == pytest.approx(spread[1], rel=0.1)   # ...and 12.5x the rate does not buy it back
+    assert spread[0] == pytest.approx(spread[1], rel=0.1)   # ...and 12.5x the rate buys back little of it

@@ -4,7 +4,7 @@ import math
 import pytest
 
 from conftest import flat
-from fabric.plan import FRAME, MTU, QUANTUM_MAX, build, queue_limit, shaping
+from fabric.plan import FRAME, INIT_WINDOW, JUMBO_MTU, MTU, QUANTUM_MAX, build, mtu, queue_limit, shaping
 from fabric.profile import parse
 from test_profile import IB
 
@@ -46,13 +46,17 @@ def test_jitter_and_loss_add_up_over_a_path():
         assert 1 - math.prod(1 - b.loss for b in bands) == pytest.approx(loss)
 
 
-def test_rank_ports_classify_remote_traffic_out_of_the_intra_delay():
+def test_rank_ports_have_a_class_per_destination_and_remote_traffic_skips_the_intra_delay():
     plan = build(parse(IB, "ib.yaml"), 1000.0)
     port = plan.shapers["fab0000h0:fab0000r0"]
-    local, remote = port.bands
-    assert local.match == ("dst", "198.18.0.0/24") and local.delay_s == pytest.approx(2e-3)
-    assert remote.match is None and remote.delay_s == 0 and port.default_minor == remote.minor
-    assert local.rate_bps + remote.rate_bps == pytest.approx(port.rate_bps)   # guarantees fit the parent
+    default, *dests = port.bands
+    assert default.match is None and default.delay_s == 0 and port.default_minor == default.minor
+    assert [b.match for b in dests] == [("dst", f"198.18.{r // 4}.{r % 4 + 1}/32") for r in range(1, 8)]
+    assert [b.minor for b in dests] == [0x100 + r for r in range(1, 8)]
+    local, remote = dests[:3], dests[3:]
+    assert all(b.delay_s == pytest.approx(2e-3) for b in local) and all(b.delay_s == 0 for b in remote)
+    assert sum(b.rate_bps for b in port.bands) == pytest.approx(port.rate_bps)   # guarantees fit the parent
+    assert port.band_to("198.18.1.2") is remote[1] and port.band_to("198.18.9.9") is default
     into = plan.shapers["fab0000s1:fab0000p4"]
     assert len(into.bands) == 1 and into.bands[0].match is None
 
@@ -60,7 +64,7 @@ def test_rank_ports_classify_remote_traffic_out_of_the_intra_delay():
 @pytest.mark.parametrize("rate", [1e6, 50e6, 200e6, 1e9, 5e9, 40e9])
 def test_htb_burst_and_quantum(rate):
     burst, quantum = shaping(rate)
-    assert burst >= rate / 8 * 1e-3 and burst >= 2 * FRAME          # about 1 ms, never below two frames
+    assert burst >= rate / 8 * 1e-3 and burst >= FRAME              # about 1 ms, never below a frame
     assert FRAME <= quantum <= QUANTUM_MAX                              # no "quantum is big/small" warnings
 
 
@@ -68,7 +72,16 @@ def test_netem_limit_covers_the_bandwidth_delay_product():
     rate, delay, jitter = 1e9, 0.05, 0.005
     bdp_packets = rate / 8 * (delay + 4 * jitter) / FRAME
     assert queue_limit(rate, delay, jitter) >= 2 * bdp_packets
-    assert queue_limit(1e6, 0, 0) == 1000
+    assert queue_limit(1e6, 0, 0) * FRAME >= 4 * INIT_WINDOW          # what four connections send at once
+
+
+def test_jumbo_frames_only_where_a_packets_wire_time_is_small_and_nothing_is_lost():
+    assert mtu(parse(dict(flat(rate="450GB/s", latency="2us")), "f.yaml")) == 45000     # 5 % of 900 kB
+    assert mtu(parse(dict(flat(rate="3.2TB/s", latency="2us")), "f.yaml")) == JUMBO_MTU
+    assert mtu(parse(dict(flat(rate="400Gbit/s", latency="1.5us")), "f.yaml")) == MTU    # 75 kB: 3.7 kB
+    assert mtu(parse(dict(flat(rate="450GB/s", latency="2us", loss="0.1%")), "f.yaml")) == MTU
+    assert mtu(parse(IB, "ib.yaml")) == MTU                          # the NDR uplink decides
+    assert build(parse(flat(rate="450GB/s", latency="2us"), "f.yaml"), 1.0).mtu == 45000
 
 
 def test_each_direction_of_a_path_has_one_netem_with_the_whole_link_class():
@@ -90,14 +103,35 @@ def test_commands_are_the_applied_objects():
     cmds = plan.commands()
     text = "\n".join(cmds)
     assert f"mtu {MTU}" in text
-    assert "fab0000h0 tc qdisc add dev fab0000r0 root handle 1: htb default 20" in cmds
+    assert "fab0000h0 tc qdisc add dev fab0000r0 root handle 1: htb default 10" in cmds
     assert any(c.startswith("fab0000h0 tc class add dev fab0000r0 parent 1: classid 1:1 htb rate 3600000kbit")
                and "quantum" in c and "burst" in c for c in cmds)
-    assert "fab0000h0 tc qdisc add dev fab0000r0 parent 1:10 handle 10: netem limit" in text
-    assert "u32 match ip dst 198.18.0.0/24 flowid 1:10" in text
+    assert "fab0000h0 tc qdisc add dev fab0000r0 parent 1:101 handle 101: netem limit" in text
+    assert "fab0000h0 tc qdisc add dev fab0000r0 parent 1:104 handle 104: pfifo limit" in text
+    assert "u32 match ip dst 198.18.0.2/32 flowid 1:101" in text
     assert "fab0000s0 tc qdisc add dev fab0000u0 root handle 1: htb default 10" in cmds
     netems = [c for c in cmds if " netem " in c]
-    assert len(netems) == 8 + 2                  # the intra band of 8 rank ports, the 2 domains' uplinks
+    assert len(netems) == 8 * 3 + 2              # 3 in-domain classes of 8 rank ports, the 2 domains' uplinks
+    assert "fab0000h5 ip route replace 198.18.0.0/16 dev fab0000r5 proto kernel scope link src 198.18.1.2 " \
+           "initcwnd 1875 initrwnd 1875" in cmds
+    assert any(c.startswith("fab0000s1 unshare -m sh -c 'mount -t sysfs fabric /sys") and "fab0000u1/queues" in c
+               for c in cmds)
+
+
+def test_every_applied_tc_operation_is_a_printed_line():
+    """fabric plan prints the same operation list the emulation applies (fabric.tc)."""
+    from fabric import tc
+    plan = build(parse(IB, "ib.yaml"), 1000.0)
+    cmds = plan.commands()
+    for s in plan.shapers.values():
+        for op in s.ops():
+            assert f"{s.node} {tc.text(op, s.intf)}" in cmds
+
+
+def test_rps_mask_covers_every_cpu():
+    from fabric.plan import rps_mask
+    assert rps_mask(1) == "1" and rps_mask(2) == "3" and rps_mask(8) == "ff"
+    assert rps_mask(40) == "ff,ffffffff"
 
 
 def test_interface_names_fit_ifnamsiz():

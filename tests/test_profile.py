@@ -116,7 +116,9 @@ def test_shipped_profiles_parse():
     for f in files:
         p = load(f)
         assert p.name == f.stem
-        assert "reference.md" in f.read_text(), f"{f.name} cites no source"
+        text = f.read_text()
+        assert "docs/sources.md" in text, f"{f.name} cites no source"
+        assert "shared/" not in text, f"{f.name} cites a file outside the repository"
 
 
 def test_reorder_must_be_a_boolean():

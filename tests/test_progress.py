@@ -61,8 +61,8 @@ def test_the_tracker_moves_in_predicted_seconds():
     profile = parse(flat(ranks=4, rate="1Gbit/s", workload=[
         {"op": "all_reduce", "bytes": ["64KiB", "1MiB"], "iters": 3, "warmup": 1}]))
     plan = build(profile, 1)
-    job_list, spec_of = runner.jobs(profile, plan.ranks)
-    items = runner.items(plan, job_list, spec_of)
+    from fabric import work
+    items = work.build(plan)
     assert [(i.label, i.warmup, i.warmup + i.iters) for i in items] == [
         ("all_reduce 65536 B", 1, 4), ("all_reduce 1048576 B", 1, 4)]
     small, big = items[0].seconds, items[1].seconds

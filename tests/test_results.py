@@ -1,8 +1,6 @@
 """From rank times to nccl-tests metrics, the projection and the files."""
 import csv
 import json
-from types import SimpleNamespace
-
 import pytest
 
 from conftest import flat
@@ -22,12 +20,12 @@ def test_percentile_matches_linear_interpolation():
 
 
 def _doc(k=10.0, correct=True):
+    from fabric import work
     plan = build(parse(flat(ranks=2, rate="1Gbit/s"), "f.yaml"), k)
     S = 2**20
-    spec = SimpleNamespace(splits="even", root=0)
     rr = [RankResult(0, "all_reduce", S, [0.010, 0.020, 0.030], True, 0),
           RankResult(1, "all_reduce", S, [0.012, 0.018, 0.040], correct, 1)]
-    res = summarize(plan, {("all_reduce", S): spec}, rr)
+    res = summarize(plan, work.build(plan), rr)
     return document(plan, res, "none")
 
 
@@ -43,6 +41,7 @@ def test_iteration_time_is_the_slowest_rank_and_metrics_follow():
     assert r["bus_efficiency"] == pytest.approx(r["busbw_GBps"] / r["link_GBps"])
     assert r["measured_over_model"] == pytest.approx(0.020 / (r["model_time_us"] * 1e-6))
     assert r["late_starts"] == 1 and r["correct"] and len(r["rank_time_us"]) == 2
+    assert r["algorithm"] in ("one_shot", "two_shot", "ring", "tree")     # auto's choice, named
     assert doc["schema"] == 2 and doc["scale"] == 10.0 and doc["emulation"]["netem"] == "none"
 
 
@@ -58,11 +57,13 @@ def test_json_and_csv(tmp_path):
     assert json.loads((tmp_path / "results.json").read_text()) == json.loads(json.dumps(doc))
     rows = list(csv.DictReader(open(tmp_path / "results.csv")))
     assert rows[0]["op"] == "all_reduce" and float(rows[0]["time_us.p50"]) == pytest.approx(20000)
+    assert rows[0]["algorithm"] == doc["results"][0]["algorithm"]
 
 
 def test_table_reads_like_nccl_tests():
     text = report.table(_doc())
-    for word in ("size", "count", "type", "time", "algbw", "busbw", "busEff", "model", "real:time", "scale k = 10"):
+    for word in ("size", "count", "type", "algo", "time", "algbw", "busbw", "busEff", "model", "real:time",
+                 "scale k = 10"):
         assert word in text
 
 
@@ -77,7 +78,8 @@ def _workload_doc(delay=0.0):
     ends = [[0.02, 0.03 + delay, 0.05 + delay, 0.06 + 2 * delay]] * 3        # emulated s after the start
     runs = [RankWorkload(0, 0, [list(e) for e in ends], True, 0),
             RankWorkload(1, 0, [[x - 0.001 for x in e] for e in ends], True, 0)]
-    doc = document(plan, [], "none", workloads=summarize_workloads(plan, plan.profile.workloads, runs))
+    from fabric import work
+    doc = document(plan, [], "none", workloads=summarize_workloads(plan, work.build(plan), runs))
     return doc
 
 
@@ -89,6 +91,7 @@ def test_workload_figures_come_from_the_slowest_rank_and_project_by_k():
     assert f["comm_share"] == pytest.approx((10 + 10) / 60)                # all-reduces 30-20 and 60-50 ms
     assert w["phases_us"]["attention"] == pytest.approx(2000) and w["skew_us"] == [pytest.approx(100), 0]
     assert w["last_counts"] == [3, 0] and w["model_iteration_us"] > 0
+    assert set(w["algorithms"]) == {"attention all-reduce", "mlp all-reduce"}
     assert "TPOT" in report.table(_workload_doc())
 
 

@@ -20,19 +20,23 @@ def test_auto_meets_the_rate_and_latency_bounds():
     p = parse(IB, "ib.yaml")
     k = choose(p, cal).k
     assert 3.6e12 / k * 8 <= 0.5 * 4e9              # 8 ranks at their port's rate within 50% of capacity
-    assert cal.overhead_s <= 0.10 * 2 * 1.5e-6 * k  # overhead within 10% of the smallest round trip
+    assert cal.overhead_s <= 0.10 * 1.5e-6 * k      # overhead within 10% of the smallest one-way step
     assert nice_ceil(k) == k
 
 
-def test_latency_bound_uses_the_closest_round_trip():
-    """Two domains: the cross-domain pair only crosses the uplink (0.5 us each way), so the
-    smallest step α is 1 us, not the 2 us intra one-way latency."""
+def test_latency_bound_uses_the_closest_pair_one_way_with_its_step_cost():
+    """Two domains: the cross-domain pair only crosses the uplink (0.5 us one way), so the
+    smallest step α is 0.5 us, not the 2 us intra latency; a step's endpoint cost adds to it."""
     p = parse({"name": "t", "description": "d", "scale": "auto",
                "links": {"nv": {"rate": "1Gbit/s", "latency": "2us"}, "isl": {"rate": "1Gbit/s", "latency": "0.5us"}},
                "topology": {"kind": "two_tier", "domains": 2, "ranks_per_domain": 2, "intra": "nv", "inter": "isl"},
                "workload": [{"op": "all_reduce", "bytes": "1KiB"}]}, "t.yaml")
-    assert step_latency(p) == pytest.approx(1e-6)
-    assert choose(p, Calibration(overhead_s=1e-3, capacity_bps=1e12, method="t")).k == nice_ceil(1e-3 / (0.1 * 1e-6))
+    assert step_latency(p) == pytest.approx(0.5e-6)
+    assert choose(p, Calibration(overhead_s=1e-3, capacity_bps=1e12, method="t")).k == nice_ceil(1e-3 / (0.1 * 0.5e-6))
+    from dataclasses import replace
+    from fabric.profile import Endpoint
+    p2 = replace(p, links={**p.links, "isl": replace(p.links["isl"], endpoint=Endpoint(step_s=1e-6))})
+    assert step_latency(p2) == pytest.approx(1.5e-6)
 
 
 def test_auto_without_latency_only_looks_at_rates():

@@ -1,4 +1,4 @@
-"""Workload byte counts against hand-computed values from ../shared/reference.md."""
+"""Workload byte counts against hand-computed values from docs/sources.md."""
 import random
 
 import pytest
@@ -105,7 +105,7 @@ def test_pp_handoff_and_bubble():
     w = Pipeline(L70, batch=8, seq=1024, stages=4, microbatches=8)
     assert w.handoff_bytes == 1 * 1024 * 8192 * 2
     assert w.ideal_bubble == pytest.approx(3 / 11)
-    assert bubble_fraction(4, 1) == pytest.approx(0.75)   # reference.md: PP=4 single request idles 75 %
+    assert bubble_fraction(4, 1) == pytest.approx(0.75)   # sources.md: PP=4 single request idles 75 %
 
 
 def test_pp_math_add_runs_the_handoffs_alone_and_adds_every_stage():
@@ -115,9 +115,17 @@ def test_pp_math_add_runs_the_handoffs_alone_and_adds_every_stage():
     phases = w.phases(8)
     assert [type(p) for p in phases] == [Transfer] * 7 + [type(phases[-1])] and not any(
         isinstance(p, Compute) for p in phases)
-    assert w.model_iteration([2e-6] * 7 + [0.0]) == pytest.approx(14e-6)
-    # stage s+1 posted its receive at the start: only the first hand-off waits for gloo's ready message
-    assert [p.announced for p in phases[:7]] == [False] + [True] * 6
+    # the model walks them one after another, each hand-off one way (its receive was posted)
+    from conftest import flat
+    from fabric import work
+    from fabric.plan import build
+    from fabric.profile import parse
+    data = flat(ranks=8, rate="1Tbit/s", latency="2us", workload=[
+        {"pp": {"model": "llama-3.1-70b", "batch": 1, "seq": 1, "stages": 8, "microbatches": 1,
+                "stage_time": "5ms", "math": "add"}}])
+    [item] = work.build(build(parse(data, "pp.yaml"), 1.0))
+    handoff = w.handoff_bytes * 8 / 1e12
+    assert item.seconds == pytest.approx(7 * (2e-6 + handoff), rel=0.01)   # the bottleneck hop sets the rate
     f = w.figures(Timings(k=10.0, iteration=[70e-6] * 3, phases={}))   # 7 us real of hand-offs
     assert f["iteration_us"]["p50"] == pytest.approx(8 * 5e3 + 7)
     assert f["handoff_us"] == pytest.approx(1.0) and f["comm_share"] == pytest.approx(7 / 40007)

@@ -41,14 +41,10 @@ class AllToAll:
 @dataclass(frozen=True)
 class Transfer:
     """Point-to-point sends that run at once: (src, dst, bytes).  With `overlap` the ranks
-    post them and go on (the next phases, e.g. compute, run meanwhile); a Drain waits.
-    `announced`: the receivers posted their receives well before the send (a pipeline stage
-    idle until its input comes), so gloo's ready message is not on the critical path and the
-    α-β model charges the one-way latency instead of a round trip."""
+    post them and go on (the next phases, e.g. compute, run meanwhile); a Drain waits."""
     label: str
     flows: tuple[Flow, ...]
     overlap: bool = False
-    announced: bool = False
 
 
 @dataclass(frozen=True)
@@ -77,31 +73,22 @@ def spread_order(domains: int, per_domain: int) -> Group:
     return tuple(d * per_domain + i for i in range(per_domain) for d in range(domains))
 
 
-def steps_of(p: Phase) -> list[list[Flow]]:
-    """The flows gloo sends for one phase, step by step (for the α-β model; fabric.model)."""
-    if isinstance(p, AllReduce):   # gloo's ring in each group, all groups at once
-        longest = max(len(g) for g in p.groups)
-        return [[(g[i], g[(i + 1) % len(g)], p.nbytes // len(g)) for g in p.groups if len(g) > 1 and s < 2 * (len(g) - 1)
-                 for i in range(len(g))] for s in range(2 * (longest - 1))]
-    if isinstance(p, AllToAll):    # gloo alltoallv posts every send at once
-        return [[(s, d, p.matrix[i][j]) for i, s in enumerate(p.ranks) for j, d in enumerate(p.ranks)
-                 if s != d and p.matrix[i][j]]]
-    if isinstance(p, Transfer):
-        return [[f for f in p.flows if f[0] != f[1] and f[2]]]
-    return []
+def call_of(p: Phase):
+    """The collective call a communication phase is (collectives.base.Call), else None.  All of
+    a workload's traffic runs through collectives/: its algorithms, executor and model."""
+    from collectives.base import Call
+    if isinstance(p, AllReduce):
+        return Call("all_reduce", tuple(g for g in p.groups if len(g) > 1), max(1, p.nbytes // 4), "float32")
+    if isinstance(p, AllToAll):
+        return Call("all_to_all", (p.ranks,), max(map(sum, p.matrix)), "uint8", matrix=p.matrix)
+    if isinstance(p, Transfer):   # a rank's share for itself stays in its memory
+        return Call("p2p", (), dtype="uint8", flows=tuple(f for f in p.flows if f[0] != f[1] and f[2]))
+    return None
 
 
-def buffer_bytes(phases: list[Phase]) -> int:
-    """An upper bound on the buffer bytes one rank holds for these phases (each phase keeps its own)."""
-    total = 0
-    for p in phases:
-        if isinstance(p, AllReduce):
-            total += p.nbytes
-        elif isinstance(p, AllToAll):
-            total += max(sum(row) for row in p.matrix) + max(map(sum, zip(*p.matrix)))
-        elif isinstance(p, Transfer):
-            total += sum(b for *_, b in p.flows)
-    return total
+def ops_of(phases: list[Phase]) -> set[str]:
+    """The collectives a workload's phases call."""
+    return {c.op for c in map(call_of, phases) if c is not None}
 
 
 @dataclass(frozen=True)
@@ -122,6 +109,7 @@ class Entry:
     iters: int = 4
     warmup: int = 1
     config: dict = field(default_factory=dict, compare=False)   # the entry as given, for results.json
+    algorithm: str = "auto"  # of every collective call of the entry (collectives/algorithms)
 
 
 @dataclass(frozen=True)

@@ -85,17 +85,6 @@ class KvTransfer:
                     Transfer("kv layer", reshard(per_layer, self.prefill, self.decode), overlap=True)]
         return out + [Drain("drain", tuple(sorted(set(self.prefill) | set(self.decode))))]
 
-    def model_iteration(self, times: list[float]) -> float:
-        """α-β of one prompt from each phase's predicted time: layer transfers queue behind
-        each other on the pairs and start no earlier than their layer's math ends."""
-        clock = sent = 0.0
-        for p, t in zip(self.phases(0), times):
-            if isinstance(p, Compute):
-                clock += t
-            elif isinstance(p, Transfer):
-                sent = max(sent, clock) + t
-        return max(clock, sent)
-
     def figures(self, t: Timings) -> dict:
         """Time to first token added by the hand-off: the whole transfer, or (by layer) what
         is left after the prefill math ends."""

@@ -9,7 +9,8 @@ communication cost the idle share (bubble) is (stages - 1) / (microbatches + sta
 `math: add` (one microbatch only, as a decode token at batch 1) runs the hand-offs alone and
 adds every stage's math to the iteration: exact there, because the single microbatch waits
 for each stage's math and each hand-off in turn, and it saves the dilated waits (a
-Llama-70B decode stage of 8 is ~5 ms of math, minutes of waiting at k = 5e4).
+Llama-70B decode stage of 8 is ~5 ms of math, minutes of waiting at k = 5e4).  The α-β model
+simulates the same parts (fabric.model): a hand-off to a stage already waiting costs one way.
 """
 from __future__ import annotations
 
@@ -84,21 +85,8 @@ class Pipeline:
                 if self.math == "emulate":
                     out.append(Compute("stage", self.stage_time, (s,)))
                 if s + 1 < self.stages:
-                    # the next stage waits for its input, its receive long posted: one way, except
-                    # the very first hand-off of math: add, whose receiver announces itself only then
-                    first = not out and self.math == "add"
-                    out.append(Transfer("handoff", ((s, s + 1, self.handoff_bytes),), overlap=True,
-                                        announced=not first))
+                    out.append(Transfer("handoff", ((s, s + 1, self.handoff_bytes),), overlap=True))
         return out + [Drain("drain", tuple(range(self.stages)))]
-
-    def model_iteration(self, times: list[float]) -> float:
-        """GPipe forward with sends overlapping the next microbatch's math: the first microbatch
-        crosses every stage and boundary, the others follow one per max(math, hand-off)."""
-        if self.math == "add":      # the hand-offs alone, one after another
-            return sum(times)
-        c = next(t for p, t in zip(self.phases(0), times) if isinstance(p, Compute))
-        h = next(t for p, t in zip(self.phases(0), times) if isinstance(p, Transfer))
-        return self.stages * c + (self.stages - 1) * h + (self.microbatches - 1) * max(c, h)
 
     def figures(self, t: Timings) -> dict:
         busy = self.microbatches * self.stage_time * t.k

@@ -5,13 +5,15 @@ the α-β model, with the tolerances the README states.  Where the host kernel h
 microVM packages are not installed (make installs them only where netem is missing): skipped.
 """
 import json
+import struct
 import subprocess
 import sys
 
 import pytest
 
 from conftest import ROOT
-from fabric import host, microvm
+from fabric import host, microvm, netem
+from fabric.stats import percentile
 
 pytestmark = [pytest.mark.root, pytest.mark.microvm]
 FABRIC = [sys.executable, "-m", "fabric.cli"]
@@ -58,9 +60,12 @@ def test_probe_measures_the_profiles_delay_jitter_and_loss(write_profile, tmp_pa
     assert m["reordered"] > 0.2          # netem draws each packet's delay on its own
 
 
-def test_pareto_jitter_keeps_the_std_dev_and_has_the_heavy_tail(write_profile, tmp_path):
-    """distribution: pareto sends iproute2's table; sigma is scaled by the table's spread.
-    Measured here: std 3.01 ms, p99 - p50 = 5.2 sigma (normal: 2.4, uniform would be ~1.6)."""
+def test_pareto_jitter_has_the_tables_quantiles_and_heavy_tail(write_profile, tmp_path):
+    """distribution: pareto sends iproute2's table; sigma is scaled by the table's spread, so the
+    one-way delay is 10 ms + sigma x table / 8192 with the table's quantiles.  The quantiles, not
+    the standard deviation, are what this checks: the software-emulated VM stalls now and then,
+    and a few stalled probes in the top 1 % move the std dev (measured 4.1-4.4 ms here against the
+    3 ms emulated, while p50 sat 0.5-0.8 ms above the table's and p99 - p50 within 5 % of it)."""
     path = write_profile({"name": "netem-pareto", "description": "pareto", "scale": 1,
                           "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms",
                                           "distribution": "pareto"}},
@@ -68,9 +73,14 @@ def test_pareto_jitter_keeps_the_std_dev_and_has_the_heavy_tail(write_profile, t
                           "workload": [{"op": "all_reduce", "bytes": "4KiB"}]})
     fabric_vm("probe", str(path), "--out", str(tmp_path / "out"), "--count", "3000")
     m = json.loads((tmp_path / "out" / "probe.json").read_text())["paths"][0]["measured"]
-    assert m["jitter_std_s"] == pytest.approx(3e-3, rel=0.25)
-    assert m["jitter_p99_p50_s"] > 3 * 3e-3
-    assert m["one_way_p50_s"] < 10e-3 * 1.02   # right-skewed: the median sits below the mean
+    raw = netem.table("pareto")
+    sigma = 3e-3 / netem.TABLE_SIGMA["pareto"]
+    delays = sorted(10e-3 + sigma * v / netem.TABLE_SCALE for v in struct.unpack(f"{len(raw) // 2}h", raw))
+    p50, p99 = percentile(delays, 50), percentile(delays, 99)     # 8.83 and 24.64 ms
+    assert m["one_way_p50_s"] == pytest.approx(p50, abs=1.5e-3)
+    assert m["jitter_p99_p50_s"] == pytest.approx(p99 - p50, rel=0.2)
+    assert m["jitter_p99_p50_s"] > 4 * 3e-3          # heavy tail: a normal draw gives 2.3 sigma
+    assert m["one_way_p50_s"] < 10e-3                # right-skewed: the median sits below the mean
 
 
 def test_reorder_false_keeps_packets_in_order(write_profile, tmp_path):
@@ -98,26 +108,27 @@ def test_probe_round_trip_is_twice_the_one_way_delay(write_profile, tmp_path):
 
 
 def test_a_pre_posted_step_costs_one_way_and_gloo_a_round_trip(write_profile, tmp_path):
-    """2 ranks, 50 ms one way, k = 1: a 4-byte send/recv and a one-shot 4-byte all-reduce cost one
-    way (their receives were posted before the start), the ring's 2 steps two; gloo's own
+    """2 ranks, 200 ms one way, k = 1: a 4-byte send/recv and a one-shot 4-byte all-reduce cost
+    one way (their receives were posted before the start), the ring's 2 steps two; gloo's own
     send/recv a round trip, its all-reduce two (4 one-way latencies).  Each within ±15 % of the
-    model.  (At 10 ms one way the same measured 12.6, 13.5, 24.7, 26.1 and 51 ms: the host's
-    software, ~2.5 ms per message in the software-emulated VM, is 5 times the share.)"""
+    model.  The host's software adds 2.5-8 ms per message in the software-emulated VM (at 10 ms
+    one way the same measured 12.6, 13.5, 24.7, 26.1 and 51 ms; at 50 ms a CI machine measured
+    57.8 ms for the one-way send): 200 ms keeps that a few per cent."""
     ops = [{"op": "sendrecv", "bytes": 4, "algorithm": "direct"},
            {"op": "all_reduce", "bytes": 4, "algorithm": "one_shot"},
            {"op": "all_reduce", "bytes": 4, "algorithm": "ring"},
            {"op": "sendrecv", "bytes": 4, "algorithm": "gloo"},
            {"op": "all_reduce", "bytes": 16, "algorithm": "gloo"}]     # one element in each of gloo's 4 segments
     path = write_profile({"name": "netem-steps", "description": "one way or a round trip", "scale": 1,
-                          "links": {"l": {"rate": "100Mbit/s", "latency": "50ms"}},
+                          "links": {"l": {"rate": "100Mbit/s", "latency": "200ms"}},
                           "topology": {"kind": "flat", "ranks": 2, "link": "l"},
-                          "workload": [dict(op, iters=8, warmup=2) for op in ops]})
+                          "workload": [dict(op, iters=6, warmup=1) for op in ops]})
     fabric_vm("run", str(path), "--out", str(tmp_path / "out"))
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert doc["emulation"]["netem"] == "microvm" and all(r["correct"] for r in doc["results"])
     direct, one_shot, ring, gloo_sr, gloo_ar = doc["results"]
     assert [r["algorithm"] for r in doc["results"]] == ["direct", "one_shot", "ring", "gloo", "gloo"]
     for r, ways in ((direct, 1), (one_shot, 1), (ring, 2), (gloo_sr, 2), (gloo_ar, 4)):
-        assert r["model_time_us"] == pytest.approx(ways * 50e3, rel=0.01), r["algorithm"]
+        assert r["model_time_us"] == pytest.approx(ways * 200e3, rel=0.01), r["algorithm"]
         assert r["time_us"]["p50"] == pytest.approx(r["model_time_us"], rel=0.15), r["algorithm"]
     assert gloo_sr["time_us"]["p50"] > 1.7 * direct["time_us"]["p50"]   # the ready notice's trip back

@@ -3,6 +3,7 @@
     sudo .venv/bin/python benchmarks/algorithms.py [--profile profiles/nvlink4-h100.yaml]
         [--ranks 8] [--repeat 3] [--iters 6] [--warmup 2] [--slowest 6] [--json FILE]
         [--sizes "all_reduce=16KiB,1MiB,16MiB all_to_all=4MiB ..."] [--scale K]
+    .venv/bin/python benchmarks/algorithms.py --markdown FILE.json     # a past run's rows as a table
 
 For every rank count the profile is run once per repeat with one workload entry per (op, size,
 algorithm): every algorithm that applies and gloo (torch's own call, the baseline), but those the
@@ -32,8 +33,8 @@ from fabric.plan import build  # noqa: E402
 from fabric.profile import OpSpec, parse, read  # noqa: E402
 from fabric.units import parse_size  # noqa: E402
 
-SIZES = "all_reduce=16KiB,1MiB,16MiB all_gather=1MiB reduce_scatter=1MiB broadcast=1MiB all_to_all=64KiB,4MiB " \
-        "sendrecv=4MiB"
+SIZES = "all_reduce=1KiB,16KiB,32KiB,1MiB,16MiB all_gather=1MiB reduce_scatter=1MiB broadcast=1MiB " \
+        "all_to_all=64KiB,4MiB,64MiB sendrecv=4MiB"
 
 
 def entries(data: dict, source: str, sizes: dict, slowest: float, iters: int, warmup: int) -> list[dict]:
@@ -50,6 +51,34 @@ def entries(data: dict, source: str, sizes: dict, slowest: float, iters: int, wa
                  **({"splits": "uneven"} if op == "all_to_all" else {})}
                 for name, t in sorted(times.items(), key=lambda kv: kv[1]) if t <= slowest * best or name == "gloo"]
     return out
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a table: real us, measured over the runs (min-max) beside the model."""
+    best = {}
+    for r in rows:
+        key = (r["ranks"], r["op"], r["bytes"])
+        if r["algorithm"] != "gloo" and (key not in best or r["model_us"] < best[key]["model_us"]):
+            best[key] = r
+    out = ["| ranks | op | size | algorithm | model (us) | measured (us) | measured / model | busbw measured (GB/s) |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["ranks"], r["op"], r["bytes"], r["model_us"])):
+        m = r["measured_us"]
+        ratio = [x / r["model_us"] for x in m]
+        factor = COLLECTIVES[r["op"]].bus_factor(r["ranks"])
+        busbw = sorted(r["bytes"] / (x * 1e-6) / 1e9 * factor for x in m)[len(m) // 2]
+        name = f"**{r['algorithm']}** (auto)" if best.get((r["ranks"], r["op"], r["bytes"])) is r else r["algorithm"]
+        out.append(f"| {r['ranks']} | {r['op']} | {_size(r['bytes'])} | {name} | {r['model_us']:.4g} | "
+                   f"{min(m):.4g}-{max(m):.4g} | {min(ratio):.2f}-{max(ratio):.2f} | {busbw:.4g} |"
+                   + ("" if r["correct"] else " WRONG"))
+    return "\n".join(out)
+
+
+def _size(n: int) -> str:
+    for unit, f in (("MiB", 2**20), ("KiB", 2**10)):
+        if n >= f and n % f == 0:
+            return f"{n // f} {unit}"
+    return f"{n} B"
 
 
 def variant(data: dict, ranks: int) -> dict:
@@ -70,7 +99,11 @@ def main() -> int:
     ap.add_argument("--sizes", default=SIZES)
     ap.add_argument("--scale", type=float, help="time dilation k (default: the profile's, auto)")
     ap.add_argument("--json", help="also write every row to this file")
+    ap.add_argument("--markdown", help="print the rows of this --json file as a markdown table (no runs)")
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return 0
     sizes = {op: [parse_size(v) for v in vs.split(",")] for op, vs in (kv.split("=") for kv in args.sizes.split())}
     base = read(args.profile)
     tmp = Path(tempfile.mkdtemp(prefix="fabric-algorithms-"))

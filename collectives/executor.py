@@ -36,6 +36,14 @@ def wait_until(t: float) -> bool:
     return True
 
 
+def _land(target, data, reduce: bool) -> None:
+    """A receive (or local copy) lands: added in, or copied over."""
+    if reduce:
+        target += data
+    else:
+        target[:] = data
+
+
 class TorchBackend:
     """gloo point-to-point on a rank (torch and torch.distributed passed in): the process
     group's own send and recv, on torch tensors that share the numpy buffers' memory."""
@@ -139,20 +147,14 @@ class RankRun:
                 recvs.pop(gid).wait()
                 if landing is not None:
                     buf, target, reduce = landing
-                    if reduce:
-                        target += buf
-                    else:
-                        target[:] = buf
+                    _land(target, buf, reduce)
             elif kind == SYNC:
                 w = sends.pop(a, None)
                 if w is not None:
                     w.wait()
             elif kind == COPY:
                 src, dst, reduce = a
-                if reduce:
-                    dst += src
-                else:
-                    dst[:] = src
+                _land(dst, src, reduce)
             elif kind == PAUSE:
                 wait_until(time.monotonic() + a)
             elif kind == DELAY:

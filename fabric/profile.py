@@ -29,8 +29,8 @@ class Endpoint:
     """What the software stack pays beside the wire (real seconds): per collective call (a
     kernel launch, NCCL's base latency) and per step of its schedule (a rank noticing a chunk
     arrived and sending the next).  The ranks wait it out x k; the α-β model includes it."""
-    op_s: float = 0.0
-    step_s: float = 0.0
+    op_s: float | None = 0.0     # None (a link class's): the profile's
+    step_s: float | None = 0.0
 
 
 @dataclass(frozen=True)
@@ -156,8 +156,12 @@ class Profile:
         return self.links[name]
 
     def endpoint_of(self, link: str) -> Endpoint:
-        """The endpoint costs over a link class: its own, else the profile's."""
-        return self.links[link].endpoint or self.endpoint
+        """The endpoint costs over a link class: each key its own where it gives it, else the profile's."""
+        own = self.links[link].endpoint
+        if own is None:
+            return self.endpoint
+        return Endpoint(self.endpoint.op_s if own.op_s is None else own.op_s,
+                        self.endpoint.step_s if own.step_s is None else own.step_s)
 
     @property
     def impaired(self) -> bool:
@@ -223,7 +227,7 @@ def parse(data, source: str = "<profile>") -> Profile:
                    workload=ops, description=description, scale=scale, workloads=entries, gpu=gpu,
                    stragglers=_parse_stragglers(c, data.get("stragglers", []), topology),
                    seed=c.integer(data.get("seed", 0), "seed", 0),
-                   endpoint=_parse_endpoint(c, data.get("endpoint", {}), "endpoint") or Endpoint())
+                   endpoint=_parse_endpoint(c, data.get("endpoint", {}), "endpoint"))
 
 
 class _Checker:
@@ -338,18 +342,20 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
             reorder=_flag(c, spec.get("reorder", True), f"{key}.reorder"),
             distribution=c.choice(spec.get("distribution", "uniform"), f"{key}.distribution", DISTRIBUTIONS),
             offloads=_flag(c, spec.get("offloads", False), f"{key}.offloads"),
-            endpoint=_parse_endpoint(c, spec["endpoint"], f"{key}.endpoint") if "endpoint" in spec else None,
+            endpoint=_parse_endpoint(c, spec["endpoint"], f"{key}.endpoint", None) if "endpoint" in spec else None,
         )
     return links
 
 
-def _parse_endpoint(c: _Checker, value, key: str) -> Endpoint | None:
+def _parse_endpoint(c: _Checker, value, key: str, default=0.0) -> Endpoint:
+    """{op, step}: a key not given is `default` (a link class's: None, the profile's applies)."""
     c.mapping(value, key, {"op", "step"})
-    return Endpoint(c.time(value.get("op", 0), f"{key}.op"), c.time(value.get("step", 0), f"{key}.step"))
+    return Endpoint(*(c.time(value[k], f"{key}.{k}") if k in value else default for k in ("op", "step")))
 
 
-def _algorithm(c: _Checker, value, key: str, ops: set[str]) -> str:
-    """auto, or an algorithm that runs every one of `ops`."""
+def _algorithm(c: _Checker, value, key: str, ops: set[str], world: bool = False) -> str:
+    """auto, or an algorithm that runs every one of `ops` (world: on every rank of the topology,
+    which hierarchical needs spread over two or more domains of two or more ranks)."""
     from collectives.algorithms import ALGORITHMS, AUTO, runs
     if value == AUTO:
         return value
@@ -359,6 +365,10 @@ def _algorithm(c: _Checker, value, key: str, ops: set[str]) -> str:
     if missing:
         c.fail(key, f"{value} does not run {', '.join(missing)}; algorithms that do: "
                     f"{', '.join(runs(missing[0]))} (or auto)")
+    topo = c.topology
+    if world and value == "hierarchical" and (topo.domains < 2 or topo.ranks_per_domain < 2 or not topo.inter):
+        c.fail(key, "hierarchical needs two or more domains of two or more ranks (kind: two_tier); "
+                    "this topology has one tier")
     return value
 
 
@@ -460,7 +470,7 @@ def _parse_op(c: _Checker, entry, key: str, topology: Topology) -> OpSpec:
         iters=c.integer(entry.get("iters", OpSpec.iters), f"{key}.iters", 1, 100000),
         warmup=c.integer(entry.get("warmup", OpSpec.warmup), f"{key}.warmup", 0, 100000),
         splits=splits, root=root, check=check,
-        algorithm=_algorithm(c, entry.get("algorithm", "auto"), f"{key}.algorithm", {op}),
+        algorithm=_algorithm(c, entry.get("algorithm", "auto"), f"{key}.algorithm", {op}, world=True),
     )
 
 

@@ -24,8 +24,11 @@ def header(doc: dict) -> list[str]:
         lines.append("# times include the stragglers (" + "; ".join(doc["stragglers"]["entries"]) + "); the model and"
                      " the baseline in the stragglers table are the fabric without them")
     for link in doc.get("links", []):
+        e = link.get("endpoint") or {}
+        cost = (f"; endpoint {fmt_time(e['op_s'])} per call, {fmt_time(e['step_s'])} per step (waited x k, in the model)"
+                if e.get("op_s") or e.get("step_s") else "")
         lines.append(f"#   link {link['name']}: real {fmt_rate(link['rate_bps'])} {fmt_time(link['latency_s'])}"
-                     f" -> emulated {fmt_rate(link['emulated_rate_bps'])} {fmt_time(link['emulated_latency_s'])}")
+                     f" -> emulated {fmt_rate(link['emulated_rate_bps'])} {fmt_time(link['emulated_latency_s'])}{cost}")
     return lines
 
 

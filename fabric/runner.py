@@ -146,7 +146,8 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
     # used_links: the ranks' own link class first, then the domains' uplink (two_tier)
     doc["links"] = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
                      "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
-                     "emulated_latency_s": plan.emulated(l).latency_s}
+                     "emulated_latency_s": plan.emulated(l).latency_s,
+                     "endpoint": {"op_s": profile.endpoint_of(l.name).op_s, "step_s": profile.endpoint_of(l.name).step_s}}
                     for role, l in zip(("ranks", "uplink"), (profile.link(n) for n in profile.used_links()))]
     return doc
 

@@ -9,7 +9,7 @@ cheapest of its cost model; an op or workload entry's `algorithm:` or `--algorit
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from collectives import COLLECTIVES
 from collectives.algorithms import ALGORITHMS, AUTO, Net, candidates
@@ -103,13 +103,14 @@ class Builder:
         if key not in self._cache:
             names = candidates(call, self.net)
             times = {n: predict(self.plan, [self.part(call, n, label, overlap)]).time_s for n in names}
-            if forced != AUTO and call.op in ALGORITHMS[forced].ops:
+            # a forced algorithm runs wherever it applies (hierarchical needs a group over domains)
+            if forced != AUTO and ALGORITHMS[forced].applies(call, self.net):
                 name = forced
             else:
                 name = min(times, key=times.get)
             self._cache[key] = (self.part(call, name, label, overlap), Choice(label, name, name == forced, times))
         part, choice = self._cache[key]
-        return part, Choice(label, choice.algorithm, choice.forced, choice.times)
+        return replace(part, label=label), Choice(label, choice.algorithm, choice.forced, choice.times)
 
     def op(self, spec, nbytes: int) -> Work:
         n, coll = self.plan.ranks, COLLECTIVES[spec.op]

@@ -128,9 +128,9 @@ def test_endpoint_costs_come_from_the_profile_and_its_link_classes():
     p["endpoint"] = {"op": "4ms", "step": "0.5ms"}
     [w] = work.build(_plan(p), "ring")
     assert w.seconds - bare.seconds == pytest.approx(4e-3 + 6 * 0.5e-3, rel=1e-3)   # 6 ring steps
-    p["links"]["eth"]["endpoint"] = {"step": "2ms"}                        # the class's own, op 0
+    p["links"]["eth"]["endpoint"] = {"step": "2ms"}                        # the class's own step, the profile's op
     [w] = work.build(_plan(p), "ring")
-    assert w.seconds - bare.seconds == pytest.approx(6 * 2e-3, rel=1e-3)
+    assert w.seconds - bare.seconds == pytest.approx(4e-3 + 6 * 2e-3, rel=1e-3)
 
 
 def test_auto_picks_what_the_model_finds_fastest():

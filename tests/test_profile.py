@@ -132,3 +132,37 @@ def test_distribution_must_be_one_netem_knows():
     with pytest.raises(ProfileError, match=r"links.eth.distribution: expected one of uniform, normal, pareto, "
                                            r"paretonormal, got 'gauss'"):
         parse(flat(distribution="gauss"), "f.yaml")
+
+
+@pytest.mark.parametrize("entry,match", [
+    ({"op": "all_reduce", "bytes": "1KiB", "algorithm": "nccl"},
+     r"workload\[0\].algorithm: unknown algorithm 'nccl'; expected auto or one of direct, gloo, hierarchical"),
+    ({"op": "all_reduce", "bytes": "1KiB", "algorithm": "pairwise"},
+     r"workload\[0\].algorithm: pairwise does not run all_reduce; algorithms that do: ring, tree, one_shot, "
+     r"two_shot, hierarchical, gloo \(or auto\)"),
+    ({"op": "all_reduce", "bytes": "1KiB", "algorithm": "hierarchical"},
+     r"workload\[0\].algorithm: hierarchical needs two or more domains of two or more ranks"),
+    ({"ep_moe": {"model": "deepseek-v3", "tokens": 4, "ep": 4, "algorithm": "ring"}},
+     r"workload\[0\].ep_moe.algorithm: ring does not run all_to_all; algorithms that do: direct, pairwise, gloo"),
+    ({"op": ["all_reduce"], "bytes": "1KiB"}, r"workload\[0\].op: unknown op \['all_reduce'\]"),
+])
+def test_algorithm_choices_are_checked(entry, match):
+    from conftest import flat
+    with pytest.raises(ProfileError, match=match):
+        parse(flat(ranks=4, workload=[entry]), "f.yaml")
+
+
+def test_a_forced_algorithm_and_endpoint_costs_reach_the_profile():
+    from conftest import flat
+    p = flat(ranks=4, workload=[{"op": "all_reduce", "bytes": "1KiB", "algorithm": "tree"},
+                                {"tp_decode": {"model": "llama-3.1-8b", "batch": 1, "tp": 4, "algorithm": "gloo"}}])
+    p["endpoint"] = {"op": "3.6us", "step": "0.5us"}
+    p["links"]["eth"]["endpoint"] = {"step": "1us"}
+    prof = parse(p, "f.yaml")
+    assert prof.workload[0].algorithm == "tree" and prof.workloads[0].algorithm == "gloo"
+    assert prof.endpoint.op_s == pytest.approx(3.6e-6) and prof.endpoint_of("eth").step_s == pytest.approx(1e-6)
+    assert prof.endpoint_of("eth").op_s == pytest.approx(3.6e-6)   # what the class does not give: the profile's
+    with pytest.raises(ProfileError, match=r"endpoint.launch: unknown key; expected one of op, step"):
+        parse(dict(p, endpoint={"launch": "1us"}), "f.yaml")
+    with pytest.raises(ProfileError, match=r"links.eth.endpoint.step: "):
+        parse(dict(p, links={"eth": {"rate": "1Gbit/s", "endpoint": {"step": "fast"}}}), "f.yaml")

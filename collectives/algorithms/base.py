@@ -61,41 +61,35 @@ def region(off: int, count: int, parts: int) -> list[tuple[int, int]]:
     return [(off + o, n) for o, n in chunks(count, parts)]
 
 
+def _ring(g: Group, off: int, count: int, item: int, net: Net, shift: int, xfer) -> Steps:
+    """m-1 steps around the ring: at step s member i sends block (i + shift - s) of the region,
+    chunk by chunk, to member i+1; xfer(i, s, offset, count, block) makes each transfer."""
+    m = len(g)
+    blocks = region(off, count, m)
+    c = net.pieces(max(n for _, n in blocks) * item)
+    return [[xfer(i, s, o, n, blocks[(i + shift - s) % m]) for i in range(m)
+             for o, n in region(*blocks[(i + shift - s) % m], c)] for s in range(m - 1)]
+
+
 def ring_reduce_scatter(g: Group, buf: str, off: int, count: int, item: int, net: Net,
                         last: str | None = None, last_off: int = 0) -> Steps:
     """m-1 steps: member i sends block (i-s-1) of the region to member i+1, who adds it to its
     own; afterwards member i holds block i's sum.  With `last`, the final step lands in that
     buffer instead, at last_off (the receiver's own block there)."""
     m = len(g)
-    blocks = region(off, count, m)
-    c = net.pieces(max(n for _, n in blocks) * item)
-    out = []
-    for s in range(m - 1):
-        step = []
-        for i in range(m):
-            b = (i - s - 1) % m
-            final = last is not None and s == m - 2
-            step += [Xfer(g[i], g[(i + 1) % m], buf, o, last if final else buf,
-                          last_off + o - blocks[b][0] if final else o, n, reduce=True)
-                     for o, n in region(*blocks[b], c)]
-        out.append(step)
-    return out
+
+    def xfer(i, s, o, n, block):
+        final = last is not None and s == m - 2
+        return Xfer(g[i], g[(i + 1) % m], buf, o, last if final else buf,
+                    last_off + o - block[0] if final else o, n, reduce=True)
+    return _ring(g, off, count, item, net, -1, xfer)
 
 
 def ring_all_gather(g: Group, buf: str, off: int, count: int, item: int, net: Net) -> Steps:
     """m-1 steps: member i sends block (i-s) of the region to member i+1 (copy); member i
     starts with block i complete."""
-    m = len(g)
-    blocks = region(off, count, m)
-    c = net.pieces(max(n for _, n in blocks) * item)
-    out = []
-    for s in range(m - 1):
-        step = []
-        for i in range(m):
-            b = (i - s) % m
-            step += [Xfer(g[i], g[(i + 1) % m], buf, o, buf, o, n) for o, n in region(*blocks[b], c)]
-        out.append(step)
-    return out
+    return _ring(g, off, count, item, net, 0, lambda i, s, o, n, block: Xfer(g[i], g[(i + 1) % len(g)], buf, o,
+                                                                              buf, o, n))
 
 
 def ring_all_reduce(g: Group, buf: str, off: int, count: int, item: int, net: Net) -> Steps:

@@ -1,6 +1,7 @@
 """Profile loading: good profiles parse; every bad one is one line, exit 2, nothing created."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -166,3 +167,12 @@ def test_a_forced_algorithm_and_endpoint_costs_reach_the_profile():
         parse(dict(p, endpoint={"launch": "1us"}), "f.yaml")
     with pytest.raises(ProfileError, match=r"links.eth.endpoint.step: "):
         parse(dict(p, links={"eth": {"rate": "1Gbit/s", "endpoint": {"step": "fast"}}}), "f.yaml")
+
+
+def test_the_docs_cite_only_files_inside_the_repository():
+    """Users clone the repository alone: a doc that points outside it points nowhere."""
+    root = Path(__file__).resolve().parent.parent
+    docs = [root / "README.md", *root.glob("docs/*.md"), *root.glob("labs/**/*.md"), *root.glob("benchmarks/*.py")]
+    assert len(docs) > 8
+    for f in docs:
+        assert "shared/" not in f.read_text(), f"{f.relative_to(root)} cites a file outside the repository"

@@ -125,8 +125,12 @@ def test_killed_rank_fails_the_run_and_leaves_nothing(write_profile, tmp_path):
 
 
 def test_ctrl_c_stops_the_run_and_leaves_nothing(write_profile, tmp_path):
+    # as from a terminal: a shell without job control starts background jobs with SIGINT
+    # ignored, and Python keeps an ignored SIGINT ignored (a CI runner started that way
+    # measured rc 0 here: the run went on to its end)
     proc = subprocess.Popen(FABRIC + ["run", str(_long_profile(write_profile)), "--out", str(tmp_path / "o")],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     _wait_for_ranks(3)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)

@@ -99,7 +99,7 @@ def _commands(d: Path) -> dict[str, list[str]]:
         "l3-slow": ["run", l3slow],
         "l3-ranks": ["sweep", l3noise, "--ranks", "2,8"],
         # lab 4: EP8 in one node as it is (fewer steps); EP16 over two nodes halved to EP8 over two
-        "l4-ep8-nvlink": ["run", _shrink("labs/4-moe/ep8-nvlink.yaml", d / "l4-ep8.yaml", steps(1))],
+        "l4-ep8-nvlink": ["run", _shrink("labs/4-moe/ep8-nvlink.yaml", d / "l4-ep8.yaml", steps(3))],
         "l4-ep16-ib": ["run", _shrink("labs/4-moe/ep16-ib.yaml", d / "l4-ep16.yaml", ep_half)],
         "l5": ["compare", "profiles/isl-800g.yaml", "profiles/isl-dwdm-10t.yaml", "--workload", l5],
     }
@@ -202,7 +202,9 @@ def test_lab4_skewed_routing_is_imbalanced_and_ep_across_nodes_costs_more(labs):
         uniform, zipf, hot = (w["figures"] for w in doc["workloads"])
         assert uniform["imbalance"] < min(zipf["imbalance"], hot["imbalance"])
     # inside the node the busiest receiving port sets the pace: skew costs time (model +17 % and
-    # +26 %, measured +20 % and +21 %); across the shared uplinks it costs nothing
+    # +26 %, measured +20 % and +21 %; the full lab +12 % and +18 %); across the shared uplinks it
+    # costs nothing.  p50 of 3 steps: with one step, one slow step of the VM's (uniform at 1.57x
+    # its usual time, on a CI run) turned the comparison round
     uniform, zipf, hot = (w["figures"]["per_token_us"] for w in nv["workloads"])
     assert min(zipf, hot) > 1.05 * uniform
     # the same EP8 spread over two nodes of 4: half of the picks cross InfiniBand (model 2.1x,

@@ -6,7 +6,7 @@ import os
 import secrets
 import signal
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from collectives.algorithms import AUTO
@@ -147,7 +147,7 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
     doc["links"] = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
                      "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
                      "emulated_latency_s": plan.emulated(l).latency_s,
-                     "endpoint": {"op_s": profile.endpoint_of(l.name).op_s, "step_s": profile.endpoint_of(l.name).step_s}}
+                     "endpoint": asdict(profile.endpoint_of(l.name))}
                     for role, l in zip(("ranks", "uplink"), (profile.link(n) for n in profile.used_links()))]
     return doc
 

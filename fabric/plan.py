@@ -22,6 +22,7 @@ Rates are per direction: every hop is shaped on the egress of both link ends.
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass, field, replace
@@ -180,6 +181,7 @@ class Shaper:
         return out
 
 
+@functools.lru_cache(maxsize=1 << 16)     # the model asks for every pair's path: 4,032 at 64 ranks
 def _contains(cidr: str, ip: str) -> bool:
     addr, bits = cidr.split("/")
     mask = (0xFFFFFFFF << (32 - int(bits))) & 0xFFFFFFFF

@@ -101,16 +101,23 @@ class Builder:
         forced = wanted if wanted != AUTO else self.forced
         key = (call, forced, overlap)
         if key not in self._cache:
-            names = candidates(call, self.net)
-            times = {n: predict(self.plan, [self.part(call, n, label, overlap)]).time_s for n in names}
+            parts = {n: self.part(call, n, label, overlap) for n in candidates(call, self.net)}
+            predicted = {n: predict(self.plan, [p]) for n, p in parts.items()}
+            times = {n: p.time_s for n, p in predicted.items()}
             # a forced algorithm runs wherever it applies (hierarchical needs a group over domains)
             if forced != AUTO and ALGORITHMS[forced].applies(call, self.net):
                 name = forced
             else:
                 name = min(times, key=times.get)
-            self._cache[key] = (self.part(call, name, label, overlap), Choice(label, name, name == forced, times))
-        part, choice = self._cache[key]
+            part = parts.get(name) or self.part(call, name, label, overlap)
+            self._cache[key] = (part, Choice(label, name, name == forced, times),
+                                predicted.get(name) or predict(self.plan, [part]))
+        part, choice, _ = self._cache[key]
         return replace(part, label=label), Choice(label, choice.algorithm, choice.forced, choice.times)
+
+    def predicted(self, call: Call, wanted: str, overlap: bool = False) -> Prediction:
+        """The model's prediction of the call alone, as choose() made it."""
+        return self._cache[(call, wanted if wanted != AUTO else self.forced, overlap)][2]
 
     def op(self, spec, nbytes: int) -> Work:
         n, coll = self.plan.ranks, COLLECTIVES[spec.op]
@@ -119,7 +126,7 @@ class Builder:
         mat = tuple(map(tuple, split_matrix(n, count, spec.splits))) if spec.op == "all_to_all" else None
         call = Call(spec.op, (world,), count, coll.dtype, matrix=mat, root=spec.root)
         part, choice = self.choose(call, f"{spec.op} {nbytes} B", spec.algorithm)
-        return Work(f"{spec.op} {nbytes} B", [part], spec.iters, spec.warmup, predict(self.plan, [part]),
+        return Work(f"{spec.op} {nbytes} B", [part], spec.iters, spec.warmup, self.predicted(call, spec.algorithm),
                     [choice], op=spec.op, nbytes=nbytes, spec=spec, check=spec.check)
 
     def entry(self, e) -> Work:

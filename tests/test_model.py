@@ -114,6 +114,21 @@ def test_a_send_to_a_receiver_already_waiting_costs_one_way():
     assert predict(plan, [idle, handoff]).time_s == pytest.approx(50e-3 + 10e-3 + 1e-3, rel=0.01)
 
 
+def test_transfers_to_different_peers_share_the_port_and_to_one_peer_follow_each_other():
+    """A root sending to two children at once halves each one's rate (TCP connections through
+    the shapers, a GPU's copies to several peers): a 4-rank tree broadcast of S is 2S/β for the
+    root's two children, then S/β for the grandchild, not S/β to the first child and forwarding
+    at once.  Chunks to one peer follow each other (one connection): a 3-rank chain of two
+    chunks forwards the first while the second crosses."""
+    a, beta, S = 1e-3, 1e9 / 8, 4 * 2**20
+    plan = _plan(flat(ranks=4, rate="1Gbit/s", latency="1ms"))
+    tree = t(plan, "tree", Call("broadcast", world(4), S // 4, root=0), Net())
+    assert tree.time_s == pytest.approx(3 * S / beta + 2 * a, rel=1e-3)
+    plan = _plan(flat(ranks=3, rate="1Gbit/s", latency="1ms"))
+    chain = t(plan, "ring", Call("broadcast", world(3), S // 4, root=0), Net(chunk_bytes=S // 2))
+    assert chain.time_s == pytest.approx(1.5 * S / beta + 2 * a, rel=1e-3)
+
+
 def test_endpoint_costs_add_per_op_and_per_step():
     plan = _plan(flat(ranks=4, rate="8Gbit/s", latency="1ms"))
     c = Call("all_reduce", world(4), 1)

@@ -88,11 +88,13 @@ class Emulation:
         Mininet, Host, Link, Bridge = _mininet()
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            autoStaticArp=False, waitConnected=False)
-        for node in self.plan.nodes:
+        for i, node in enumerate(self.plan.nodes):
             if node.kind == "host":
                 self.nodes[node.name] = self.net.addHost(node.name, ip=None)
             else:
-                self.nodes[node.name] = self.net.addSwitch(node.name, cls=Bridge)
+                # Mininet derives a switch's datapath id from the digits in its name and fails
+                # when there are none (a run id of letters only, "fabcafecore"): give one
+                self.nodes[node.name] = self.net.addSwitch(node.name, cls=Bridge, dpid=f"{i + 1:016x}")
         for link in self.plan.links:
             self.net.addLink(self.nodes[link.a_node], self.nodes[link.b_node], cls=Link,
                              intfName1=link.a_intf, intfName2=link.b_intf)
@@ -215,6 +217,38 @@ class Emulation:
                 if q.get("parent") == 0xFFFFFFFF:
                     return q.get(("TCA_STATS2", "TCA_STATS_BASIC"))["bytes"]
         raise EmulationError(f"no root qdisc on {node_name}:{intf}")
+
+    def counters(self) -> dict[str, dict]:
+        """What the kernel counted on every shaped link direction so far (keys: plan.shapers'):
+        the root HTB's packets and bytes sent, its drops (a leaf's drop, a full queue or netem's
+        loss, is the root's too) and requeues, and overlimits (packets the rate held back:
+        shaping at work, not loss).  One netlink socket per node."""
+        by_node: dict[str, list] = {}
+        for key, s in self.plan.shapers.items():
+            by_node.setdefault(s.node, []).append((key, s.intf))
+        out = {}
+        for node, shaped in by_node.items():
+            with self._ipr(node) as ipr:
+                for key, intf in shaped:
+                    idx = _index(ipr, intf, node)
+                    root = next((q for q in ipr.get_qdiscs(index=idx) if q.get("parent") == 0xFFFFFFFF), None)
+                    if root is None:
+                        raise EmulationError(f"no root qdisc on {node}:{intf}")
+                    basic = root.get(("TCA_STATS2", "TCA_STATS_BASIC"))
+                    queue = root.get(("TCA_STATS2", "TCA_STATS_QUEUE"))
+                    out[key] = {"packets": basic["packets"], "bytes": basic["bytes"], "drops": queue["drops"],
+                                "requeues": queue["requeues"], "overlimits": queue["overlimits"]}
+        return out
+
+    def tcp_retransmits(self) -> list[int]:
+        """Per rank: TCP segments its namespace has retransmitted (RetransSegs of its
+        /proc/net/snmp, read through the node shell, which lives in that namespace)."""
+        out = []
+        for h in self.plan.hosts:
+            with open(f"/proc/{self.nodes[h.name].pid}/net/snmp") as f:
+                names, values = [line.split() for line in f if line.startswith("Tcp:")][:2]
+            out.append(int(values[names.index("RetransSegs")]))
+        return out
 
     # ---- undoing --------------------------------------------------------------------
     def stop(self) -> None:

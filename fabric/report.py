@@ -28,8 +28,22 @@ def header(doc: dict) -> list[str]:
         cost = (f"; endpoint {fmt_time(e['op_s'])} per call, {fmt_time(e['step_s'])} per step (waited x k, in the model)"
                 if e.get("op_s") or e.get("step_s") else "")
         lines.append(f"#   link {link['name']}: real {fmt_rate(link['rate_bps'])} {fmt_time(link['latency_s'])}"
-                     f" -> emulated {fmt_rate(link['emulated_rate_bps'])} {fmt_time(link['emulated_latency_s'])}{cost}")
+                     f" -> emulated {fmt_rate(link['emulated_rate_bps'])} {fmt_time(link['emulated_latency_s'])}{cost}"
+                     + _dropped(link.get("drops")))
+    if doc.get("tcp_retransmits") is not None:
+        r = doc["tcp_retransmits"]
+        lines.append(f"# TCP retransmitted segments: {sum(r):,}" + (f" (per rank: {' '.join(map(str, r))})" if sum(r) else ""))
     return lines
+
+
+def _dropped(d: dict | None) -> str:
+    """What the kernel dropped on a link class's shaped directions during the run."""
+    if d is None:
+        return ""
+    if not d["packets"]:
+        return f"; dropped 0 of {d['sent_packets']:,} packets"
+    return (f"; DROPPED {d['packets']:,} of {d['sent_packets']:,} packets on {d['directions_dropping']} of "
+            f"{d['directions']} directions")
 
 
 def table(doc: dict) -> str:

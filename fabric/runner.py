@@ -139,6 +139,7 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
                 rank_results, rank_workloads = ranks.run(
                     emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
                     delays=delay_laws(profile, k), seed=profile.seed, on_progress=on_progress)
+                counted, retransmits = _counters(emu, log)
     finally:
         signal.signal(signal.SIGTERM, previous)
     doc = results.document(plan, results.summarize(plan, work, rank_results), netem,
@@ -147,9 +148,30 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
     doc["links"] = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
                      "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
                      "emulated_latency_s": plan.emulated(l).latency_s,
-                     "endpoint": asdict(profile.endpoint_of(l.name))}
+                     "endpoint": asdict(profile.endpoint_of(l.name)), "drops": _drops(plan, counted, l.name)}
                     for role, l in zip(("ranks", "uplink"), (profile.link(n) for n in profile.used_links()))]
+    doc["tcp_retransmits"] = retransmits
     return doc
+
+
+def _counters(emu, log) -> tuple[dict | None, list | None]:
+    """The kernel's counters after the run; a failure to read them is said, not fatal (the
+    measurements stand without them)."""
+    try:
+        return emu.counters(), emu.tcp_retransmits()
+    except Exception as exc:     # noqa: BLE001 - any netlink or /proc error
+        log(f"fabric: could not read the kernel's drop and retransmission counters: {exc}")
+        return None, None
+
+
+def _drops(plan, counted: dict | None, link_class: str) -> dict | None:
+    """A link class's drops over its shaped directions during the run (None: not read)."""
+    if counted is None:
+        return None
+    mine = [counted[key] for key, s in plan.shapers.items() if s.link_class == link_class]
+    return {"packets": sum(c["drops"] for c in mine), "directions": len(mine),
+            "directions_dropping": sum(1 for c in mine if c["drops"]),
+            "requeues": sum(c["requeues"] for c in mine), "sent_packets": sum(c["packets"] for c in mine)}
 
 
 _MAIN_PID = os.getpid()

@@ -19,6 +19,9 @@ from fabric.plan import CPUS, NODE_SETUP, OFFLOADS, PREFIX_LEN, Plan, Shaper, rp
 
 
 CLONE_NEWNET = 0x40000000
+# TcpExt counters of segments a receiving host threw away: its socket's queue or backlog full,
+# its buffer pruned, out-of-order queue full, or a zero window
+RECEIVER_DROPS = ("TCPRcvQDrop", "TCPBacklogDrop", "RcvPruned", "OfoPruned", "TCPOFODrop", "TCPZeroWindowDrop")
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 
 
@@ -240,14 +243,20 @@ class Emulation:
                                 "requeues": queue["requeues"], "overlimits": queue["overlimits"]}
         return out
 
-    def tcp_retransmits(self) -> list[int]:
-        """Per rank: TCP segments its namespace has retransmitted (RetransSegs of its
-        /proc/net/snmp, read through the node shell, which lives in that namespace)."""
-        out = []
+    def tcp_counters(self) -> dict[str, list[int]]:
+        """Per rank, what its namespace's TCP counted (read through the node shell, which lives
+        in that namespace): segments retransmitted (/proc/net/snmp RetransSegs), of them
+        retransmission timeouts and tail-loss probes (/proc/net/netstat TCPTimeouts,
+        TCPLossProbes: they resend without a drop when an ACK is late), and segments the rank's
+        own TCP threw away on receipt (RECEIVER_DROPS), which no qdisc counter sees."""
+        out: dict[str, list[int]] = {"retransmitted": [], "timeouts": [], "loss_probes": [], "receiver_drops": []}
         for h in self.plan.hosts:
-            with open(f"/proc/{self.nodes[h.name].pid}/net/snmp") as f:
-                names, values = [line.split() for line in f if line.startswith("Tcp:")][:2]
-            out.append(int(values[names.index("RetransSegs")]))
+            pid = self.nodes[h.name].pid
+            snmp, ext = _proc_counters(f"/proc/{pid}/net/snmp", "Tcp:"), _proc_counters(f"/proc/{pid}/net/netstat", "TcpExt:")
+            out["retransmitted"].append(snmp["RetransSegs"])
+            out["timeouts"].append(ext.get("TCPTimeouts", 0))
+            out["loss_probes"].append(ext.get("TCPLossProbes", 0))
+            out["receiver_drops"].append(sum(ext.get(k, 0) for k in RECEIVER_DROPS))
         return out
 
     # ---- undoing --------------------------------------------------------------------
@@ -262,6 +271,13 @@ class Emulation:
                 pass
         self.net = None
         self.nodes.clear()
+
+
+def _proc_counters(path: str, prefix: str) -> dict[str, int]:
+    """One section of a /proc/net counter file: a line of names, then a line of values."""
+    with open(path) as f:
+        names, values = [line.split() for line in f if line.startswith(prefix)][:2]
+    return {n: int(v) for n, v in zip(names[1:], values[1:])}
 
 
 def _index(ipr, ifname: str, node: str) -> int:

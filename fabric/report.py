@@ -30,9 +30,12 @@ def header(doc: dict) -> list[str]:
         lines.append(f"#   link {link['name']}: real {fmt_rate(link['rate_bps'])} {fmt_time(link['latency_s'])}"
                      f" -> emulated {fmt_rate(link['emulated_rate_bps'])} {fmt_time(link['emulated_latency_s'])}{cost}"
                      + _dropped(link.get("drops")))
-    if doc.get("tcp_retransmits") is not None:
-        r = doc["tcp_retransmits"]
-        lines.append(f"# TCP retransmitted segments: {sum(r):,}" + (f" (per rank: {' '.join(map(str, r))})" if sum(r) else ""))
+    if doc.get("tcp"):
+        t = doc["tcp"]
+        r = t["retransmitted"]
+        lines.append(f"# TCP retransmitted segments: {sum(r):,}" + (
+            f" (per rank: {' '.join(map(str, r))}; {sum(t['timeouts']):,} timeouts, {sum(t['loss_probes']):,}"
+            f" tail-loss probes; receivers threw away {sum(t.get('receiver_drops', [])):,} segments)" if sum(r) else ""))
     return lines
 
 

@@ -139,7 +139,7 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
                 rank_results, rank_workloads = ranks.run(
                     emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
                     delays=delay_laws(profile, k), seed=profile.seed, on_progress=on_progress)
-                counted, retransmits = _counters(emu, log)
+                counted, tcp = _counters(emu, log)
     finally:
         signal.signal(signal.SIGTERM, previous)
     doc = results.document(plan, results.summarize(plan, work, rank_results), netem,
@@ -150,7 +150,7 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
                      "emulated_latency_s": plan.emulated(l).latency_s,
                      "endpoint": asdict(profile.endpoint_of(l.name)), "drops": _drops(plan, counted, l.name)}
                     for role, l in zip(("ranks", "uplink"), (profile.link(n) for n in profile.used_links()))]
-    doc["tcp_retransmits"] = retransmits
+    doc["tcp"] = tcp
     return doc
 
 
@@ -158,7 +158,7 @@ def _counters(emu, log) -> tuple[dict | None, list | None]:
     """The kernel's counters after the run; a failure to read them is said, not fatal (the
     measurements stand without them)."""
     try:
-        return emu.counters(), emu.tcp_retransmits()
+        return emu.counters(), emu.tcp_counters()
     except Exception as exc:     # noqa: BLE001 - any netlink or /proc error
         log(f"fabric: could not read the kernel's drop and retransmission counters: {exc}")
         return None, None

@@ -95,7 +95,8 @@ def test_the_kernels_drop_and_retransmission_counters_are_reported(flat_run):
     (link,) = doc["links"]
     d = link["drops"]
     assert d["directions"] == 8 and d["sent_packets"] > 0     # 4 ports, each way
-    assert len(doc["tcp_retransmits"]) == 4 and all(isinstance(n, int) for n in doc["tcp_retransmits"])
+    assert set(doc["tcp"]) == {"retransmitted", "timeouts", "loss_probes", "receiver_drops"}
+    assert all(len(v) == 4 and all(isinstance(n, int) for n in v) for v in doc["tcp"].values())
     assert "packets" in proc.stdout and "TCP retransmitted segments" in proc.stdout
 
 
@@ -113,7 +114,7 @@ def test_a_queue_too_short_for_its_senders_is_seen_dropping():
     plan.shapers[into] = replace(s, bands=tuple(replace(b, limit=2) for b in s.bands))
     with Emulation(plan) as emu:
         ranks.run(emu, work.build(plan), _tmpdir(), timeout_s=120, op_timeout_s=30, margin_s=0.005)
-        counted, resent = emu.counters(), emu.tcp_retransmits()
+        counted, resent = emu.counters(), emu.tcp_counters()["retransmitted"]
     assert counted[into]["drops"] > 0
     assert sum(c["drops"] for k, c in counted.items() if k != into) == 0
     assert sum(resent) > 0

@@ -215,11 +215,7 @@ class Emulation:
     def tc_bytes(self, node_name: str, intf: str) -> int:
         """Bytes the root HTB qdisc of node:intf has sent."""
         with self._ipr(node_name) as ipr:
-            idx = _index(ipr, intf, node_name)
-            for q in ipr.get_qdiscs(index=idx):
-                if q.get("parent") == 0xFFFFFFFF:
-                    return q.get(("TCA_STATS2", "TCA_STATS_BASIC"))["bytes"]
-        raise EmulationError(f"no root qdisc on {node_name}:{intf}")
+            return _root_qdisc(ipr, intf, node_name).get(("TCA_STATS2", "TCA_STATS_BASIC"))["bytes"]
 
     def counters(self) -> dict[str, dict]:
         """What the kernel counted on every shaped link direction so far (keys: plan.shapers'):
@@ -233,10 +229,7 @@ class Emulation:
         for node, shaped in by_node.items():
             with self._ipr(node) as ipr:
                 for key, intf in shaped:
-                    idx = _index(ipr, intf, node)
-                    root = next((q for q in ipr.get_qdiscs(index=idx) if q.get("parent") == 0xFFFFFFFF), None)
-                    if root is None:
-                        raise EmulationError(f"no root qdisc on {node}:{intf}")
+                    root = _root_qdisc(ipr, intf, node)
                     basic = root.get(("TCA_STATS2", "TCA_STATS_BASIC"))
                     queue = root.get(("TCA_STATS2", "TCA_STATS_QUEUE"))
                     out[key] = {"packets": basic["packets"], "bytes": basic["bytes"], "drops": queue["drops"],
@@ -271,6 +264,14 @@ class Emulation:
                 pass
         self.net = None
         self.nodes.clear()
+
+
+def _root_qdisc(ipr, intf: str, node: str):
+    """The root qdisc (fabric's HTB) of node:intf, with its statistics."""
+    root = next((q for q in ipr.get_qdiscs(index=_index(ipr, intf, node)) if q.get("parent") == 0xFFFFFFFF), None)
+    if root is None:
+        raise EmulationError(f"no root qdisc on {node}:{intf}")
+    return root
 
 
 def _proc_counters(path: str, prefix: str) -> dict[str, int]:

@@ -154,7 +154,7 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
     return doc
 
 
-def _counters(emu, log) -> tuple[dict | None, list | None]:
+def _counters(emu, log) -> tuple[dict | None, dict | None]:
     """The kernel's counters after the run; a failure to read them is said, not fatal (the
     measurements stand without them)."""
     try:

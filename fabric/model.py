@@ -8,9 +8,9 @@ Time starts at the agreed start (0); each rank walks its ops in order:
   * a send's bytes cross every shaped link direction of its path at one rate and arrive the
     path's one-way latency after the last of them is through; transfers between different
     pairs share each link direction max-min fairly, those of one pair go one after another
-    (_Flows).  First come, first served per link instead put a tree broadcast of 1 MiB 1.19-1.21x
-    below its emulation and pairwise all-to-all at 64 MiB 1.29x; sharing gives 0.94-1.03x
-    (benchmarks/algorithms.py's 3 runs, docs/validation.md);
+    (_Flows).  Against first come, first served per link the emulation measured a 1 MiB tree
+    broadcast at 1.19-1.21x its model and a 64 MiB pairwise all-to-all at 1.29x; against sharing
+    at 0.94-1.03x (benchmarks/algorithms.py's 3 runs, docs/validation.md);
   * a wait blocks until its receive arrived, a sync until its send has left the sender's port,
     a pause (compute, endpoint costs) lasts its seconds x k.
 The call's time is the slowest rank's end.  Measured against the emulation: docs/validation.md
@@ -21,6 +21,8 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from collectives.schedule import MARK, PAUSE, POST, SEND, START, SYNC, WAIT, Part, combine
 from fabric.plan import Plan
@@ -171,8 +173,6 @@ class _Flows:
     transfers in flight (a 64-rank all-to-all has 4,032)."""
 
     def __init__(self, hops: list):
-        import numpy as np
-        self.np = np
         n = len(hops)
         links: dict[str, int] = {}
         capacity, ex, el = [], [], []            # one entry per (xfer, link direction it crosses)
@@ -211,7 +211,7 @@ class _Flows:
 
     def settle(self) -> list[int]:
         """The transfers that have crossed (their pairs' next ones start), then the new rates."""
-        done = self.np.flatnonzero(self.on & (self.left <= 1e-3)).tolist()    # bits: rounding, not data
+        done = np.flatnonzero(self.on & (self.left <= 1e-3)).tolist()    # bits: rounding, not data
         for x in done:
             self.on[x] = False
             pair = self.pair_of.pop(x)
@@ -230,7 +230,6 @@ class _Flows:
         return self.t + float((self.left[on] / self.rate[on]).min())
 
     def _share(self) -> None:
-        np = self.np
         self.version += 1
         crossing = np.flatnonzero(self.on[self.ex])          # the entries of the transfers on the wire
         ex, el = self.ex[crossing], self.el[crossing]

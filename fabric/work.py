@@ -99,7 +99,7 @@ class Builder:
 
     def choose(self, call: Call, label: str, wanted: str, overlap: bool = False) -> tuple[Part, Choice]:
         forced = wanted if wanted != AUTO else self.forced
-        key = (call, forced, overlap)
+        key = self._key(call, wanted, overlap)
         if key not in self._cache:
             parts = {n: self.part(call, n, label, overlap) for n in candidates(call, self.net)}
             predicted = {n: predict(self.plan, [p]) for n, p in parts.items()}
@@ -117,7 +117,10 @@ class Builder:
 
     def predicted(self, call: Call, wanted: str, overlap: bool = False) -> Prediction:
         """The model's prediction of the call alone, as choose() made it."""
-        return self._cache[(call, wanted if wanted != AUTO else self.forced, overlap)][2]
+        return self._cache[self._key(call, wanted, overlap)][2]
+
+    def _key(self, call: Call, wanted: str, overlap: bool) -> tuple:
+        return call, wanted if wanted != AUTO else self.forced, overlap
 
     def op(self, spec, nbytes: int) -> Work:
         n, coll = self.plan.ranks, COLLECTIVES[spec.op]

@@ -43,7 +43,9 @@ def fabric_vm(*args, timeout=600):
 
 def test_probe_measures_the_profiles_delay_jitter_and_loss(write_profile, tmp_path):
     """10 ms one-way with 3 ms jitter (std dev) and 1 % loss on a 2-rank flat fabric, k = 1.
-    (3 ms keeps the uniform draw, 10 ms +- 5.2 ms, clear of netem's clamp at 0.)"""
+    (3 ms keeps the uniform draw, 10 ms +- 5.2 ms, clear of netem's clamp at 0.)  The spread is
+    checked by the uniform draw's p99 - p50, 0.49 x its 10.4 ms width: the std dev only from
+    below, since the software-emulated VM's stalls add to it (4.1 ms measured once for 3)."""
     path = write_profile({"name": "netem-10ms", "description": "probe", "scale": 1,
                           "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms", "loss": "1%"}},
                           "topology": {"kind": "flat", "ranks": 2, "link": "l"},
@@ -55,7 +57,8 @@ def test_probe_measures_the_profiles_delay_jitter_and_loss(write_profile, tmp_pa
     m = p["measured"]
     assert m["probes"] == 6000
     assert m["one_way_p50_s"] == pytest.approx(10e-3, rel=0.10)
-    assert m["jitter_std_s"] == pytest.approx(3e-3, rel=0.25)
+    assert m["jitter_p99_p50_s"] == pytest.approx(0.98 * netem.UNIFORM_SIGMA * 3e-3, rel=0.15)
+    assert m["jitter_std_s"] > 0.85 * 3e-3
     assert 0.005 <= m["loss"] <= 0.015
     assert m["reordered"] > 0.2          # netem draws each packet's delay on its own
 

@@ -62,7 +62,7 @@ def netem_cell(latency: str, jitter: str, loss: str, count: int = 4000, rate: st
         prof.write_text(yaml.safe_dump({
             "name": "fidelity-link", "scale": 1,
             "links": {"l": {"rate": rate, "latency": latency, "jitter": jitter, "loss": loss,
-                            "offloads": offloads}},
+                            "offloads": offloads, "reorder": True}},   # netem's own draw
             "topology": {"kind": "flat", "ranks": 2, "link": "l"},
             "workload": [{"op": "all_reduce", "bytes": 4}]}))
         done = subprocess.run([sys.executable, "-m", "fabric.cli", "probe", str(prof), "--out", tmp,

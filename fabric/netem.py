@@ -4,14 +4,15 @@ Jitter: without a table the kernel draws it uniformly from [delay - j, delay + j
 draw of half-width j has standard deviation j/sqrt(3), so fabric passes j = sigma * sqrt(3).
 With `distribution: normal | pareto | paretonormal` fabric sends iproute2's table (pyroute2
 cannot: fabric's netem plugin below adds it) and scales sigma by the table's own spread.
-Either way the one-way standard deviation is the profile's.
+Either way netem's draw has the profile's standard deviation (a FIFO line, below, narrows what
+packets closer together than its spread see).
 
 netem draws each packet's delay on its own, so under jitter a packet can overtake an earlier one
-(61-73 % of probes arrived out of order in the microVM at 3-5 ms jitter).  With `reorder: false`
-fabric also sets netem's `rate` option, far above the link's rate: with a rate, netem schedules
-each packet no earlier than the one queued before it (it takes the queue's last departure as the
-reference), so the line is a FIFO; the rate adds a negligible transmission time (2 µs for 9000 B)
-and HTB still sets the pace.
+(61-73 % of probes arrived out of order in the microVM at 3-5 ms jitter), and TCP resends what
+was only late.  Unless a link class says `reorder: true`, fabric also sets netem's `rate`
+option, far above the link's rate: with a rate, netem schedules each packet no earlier than the
+one queued before it (it takes the queue's last departure as the reference), so the line is a
+FIFO; the rate adds a negligible transmission time (2 µs for 9000 B) and HTB still sets the pace.
 """
 from __future__ import annotations
 

@@ -41,7 +41,8 @@ class LinkClass:
     latency_s: float = 0.0   # one-way, rank to rank across this tier
     jitter_s: float = 0.0    # standard deviation of the one-way latency
     loss: float = 0.0        # fraction of packets lost one way, rank to rank
-    reorder: bool = True     # False: jitter never lets a packet overtake an earlier one (a FIFO line)
+    reorder: bool = False    # True: under jitter a packet may overtake an earlier one (netem's own draw);
+                             # False: a FIFO line, as a single-path link and every reliable transport deliver
     distribution: str = "uniform"   # of the jitter (DISTRIBUTIONS); the std dev is jitter_s either way
     offloads: bool = False   # True: keep TSO/GSO/GRO on, as a stock host does (loss and shaping then act on bursts)
     endpoint: Endpoint | None = None   # per op and per step over this class (None: the profile's)
@@ -339,7 +340,7 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
             latency_s=c.unit(parse_time, spec.get("latency", 0), f"{key}.latency"),
             jitter_s=c.unit(parse_time, spec.get("jitter", 0), f"{key}.jitter"),
             loss=c.unit(parse_fraction, spec.get("loss", 0), f"{key}.loss"),
-            reorder=_flag(c, spec.get("reorder", True), f"{key}.reorder"),
+            reorder=_flag(c, spec.get("reorder", False), f"{key}.reorder"),
             distribution=c.choice(spec.get("distribution", "uniform"), f"{key}.distribution", DISTRIBUTIONS),
             offloads=_flag(c, spec.get("offloads", False), f"{key}.offloads"),
             endpoint=_parse_endpoint(c, spec["endpoint"], f"{key}.endpoint", None) if "endpoint" in spec else None,

@@ -47,7 +47,8 @@ def test_probe_measures_the_profiles_delay_jitter_and_loss(write_profile, tmp_pa
     checked by the uniform draw's p99 - p50, 0.49 x its 10.4 ms width: the std dev only from
     below, since the software-emulated VM's stalls add to it (4.1 ms measured once for 3)."""
     path = write_profile({"name": "netem-10ms", "description": "probe", "scale": 1,
-                          "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms", "loss": "1%"}},
+                          "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms", "loss": "1%",
+                                                "reorder": True}},
                           "topology": {"kind": "flat", "ranks": 2, "link": "l"},
                           "workload": [{"op": "all_reduce", "bytes": "4KiB"}]})
     fabric_vm("probe", str(path), "--out", str(tmp_path / "out"), "--count", "6000")
@@ -71,7 +72,7 @@ def test_pareto_jitter_has_the_tables_quantiles_and_heavy_tail(write_profile, tm
     3 ms emulated, while p50 sat 0.5-0.8 ms above the table's and p99 - p50 within 5 % of it)."""
     path = write_profile({"name": "netem-pareto", "description": "pareto", "scale": 1,
                           "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms",
-                                          "distribution": "pareto"}},
+                                          "distribution": "pareto", "reorder": True}},
                           "topology": {"kind": "flat", "ranks": 2, "link": "l"},
                           "workload": [{"op": "all_reduce", "bytes": "4KiB"}]})
     fabric_vm("probe", str(path), "--out", str(tmp_path / "out"), "--count", "3000")
@@ -86,10 +87,11 @@ def test_pareto_jitter_has_the_tables_quantiles_and_heavy_tail(write_profile, tm
     assert m["one_way_p50_s"] < 10e-3                # right-skewed: the median sits below the mean
 
 
-def test_reorder_false_keeps_packets_in_order(write_profile, tmp_path):
-    """Jitter as a FIFO line: netem's rate option makes each packet leave after the one before."""
+def test_jitter_keeps_packets_in_order_by_default(write_profile, tmp_path):
+    """Jitter as a FIFO line (reorder: false, the default): netem's rate option makes each packet
+    leave after the one before."""
     path = write_profile({"name": "netem-fifo", "description": "order", "scale": 1,
-                          "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms", "reorder": False}},
+                          "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms"}},
                           "topology": {"kind": "flat", "ranks": 2, "link": "l"},
                           "workload": [{"op": "all_reduce", "bytes": "4KiB"}]})
     fabric_vm("probe", str(path), "--out", str(tmp_path / "out"), "--count", "2000")

@@ -162,15 +162,17 @@ def test_offloads_true_leaves_that_link_class_alone():
     assert all(plan.offloads_off(n.name) == [] for n in plan.nodes)
 
 
-def test_reorder_false_sets_netem_rate_only_where_there_is_jitter():
+def test_links_keep_order_by_default_with_netem_rate_only_where_there_is_jitter():
     from conftest import flat
     from fabric.profile import parse
     from fabric.plan import build
-    fifo = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms", reorder=False), "f.yaml"), 1.0, run_id="0000")
+    fifo = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms"), "f.yaml"), 1.0, run_id="0000")
     assert all(b.keep_order for s in fifo.shapers.values() for b in s.bands if b.netem)
     assert "rate 34359738360bit" in "\n".join(fifo.commands())
-    plain = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms"), "f.yaml"), 1.0, run_id="0000")
-    assert "rate " not in "\n".join(l for l in plain.commands() if "netem" in l)
+    still = build(parse(flat(ranks=2, latency="1ms"), "f.yaml"), 1.0, run_id="0000")
+    assert "rate " not in "\n".join(l for l in still.commands() if "netem" in l)
+    drawn = build(parse(flat(ranks=2, latency="1ms", jitter="0.2ms", reorder=True), "f.yaml"), 1.0, run_id="0000")
+    assert "rate " not in "\n".join(l for l in drawn.commands() if "netem" in l)
 
 
 def test_distribution_tables_keep_the_profiles_std_dev():

@@ -74,6 +74,7 @@ class Measured:
     one_way_p99_s: float
     jitter_std_s: float
     jitter_p99_p50_s: float
+    jitter_iqr_s: float          # p75 - p25: the spread a few stalled probes cannot move
     loss: float
     reordered: float
     rtt_p50_s: float
@@ -165,6 +166,7 @@ def summarize(rx: dict, tx: dict, sink: dict, source: dict) -> Measured:
         one_way_p50_s=_pct(delays, 50) * 1e-9, one_way_p99_s=_pct(delays, 99) * 1e-9,
         jitter_std_s=(statistics.pstdev(delays) if len(delays) > 1 else 0.0) * 1e-9,
         jitter_p99_p50_s=(_pct(delays, 99) - _pct(delays, 50)) * 1e-9,
+        jitter_iqr_s=(_pct(delays, 75) - _pct(delays, 25)) * 1e-9,
         loss=1 - got / tx["sent"] if tx["sent"] else 0.0,
         reordered=late / got if got else 0.0,
         rtt_p50_s=_pct(rtts, 50) * 1e-9,
@@ -363,6 +365,7 @@ def table(doc: dict) -> str:
                 ("one-way delay p99", None, m["one_way_p99_s"]),
                 ("jitter (std dev)", e["jitter_s"], m["jitter_std_s"]),
                 ("jitter (p99 - p50)", None, m["jitter_p99_p50_s"]),
+                ("jitter (p75 - p25)", None, m["jitter_iqr_s"]),
                 ("round trip p50", 2 * e["one_way_s"], m["rtt_p50_s"]),
                 ("loss", e["loss"], m["loss"]),
                 ("reordered", None, m["reordered"]),

@@ -44,8 +44,9 @@ def fabric_vm(*args, timeout=600):
 def test_probe_measures_the_profiles_delay_jitter_and_loss(write_profile, tmp_path):
     """10 ms one-way with 3 ms jitter (std dev) and 1 % loss on a 2-rank flat fabric, k = 1.
     (3 ms keeps the uniform draw, 10 ms +- 5.2 ms, clear of netem's clamp at 0.)  The spread is
-    checked by the uniform draw's p99 - p50, 0.49 x its 10.4 ms width: the std dev only from
-    below, since the software-emulated VM's stalls add to it (4.1 ms measured once for 3)."""
+    checked by the uniform draw's p75 - p25, half its 10.4 ms width; the std dev and p99 - p50
+    only from below, since the software-emulated VM's stalls in the top per cent add to them
+    (on CI runs: std dev 4.1 ms for 3, p99 - p50 6.0 ms for 5.1)."""
     path = write_profile({"name": "netem-10ms", "description": "probe", "scale": 1,
                           "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms", "loss": "1%",
                                                 "reorder": True}},
@@ -57,8 +58,9 @@ def test_probe_measures_the_profiles_delay_jitter_and_loss(write_profile, tmp_pa
     [p] = doc["paths"]
     m = p["measured"]
     assert m["probes"] == 6000
-    assert m["one_way_p50_s"] == pytest.approx(10e-3, rel=0.10)
-    assert m["jitter_p99_p50_s"] == pytest.approx(0.98 * netem.UNIFORM_SIGMA * 3e-3, rel=0.15)
+    assert m["one_way_p50_s"] == pytest.approx(10e-3, abs=1.5e-3)   # the VM adds 0.5-0.85 ms (timers, stalls)
+    assert m["jitter_iqr_s"] == pytest.approx(0.5 * 2 * netem.UNIFORM_SIGMA * 3e-3, rel=0.15)
+    assert m["jitter_p99_p50_s"] > 0.85 * 0.98 * netem.UNIFORM_SIGMA * 3e-3
     assert m["jitter_std_s"] > 0.85 * 3e-3
     assert 0.005 <= m["loss"] <= 0.015
     assert m["reordered"] > 0.2          # netem draws each packet's delay on its own
@@ -69,7 +71,9 @@ def test_pareto_jitter_has_the_tables_quantiles_and_heavy_tail(write_profile, tm
     one-way delay is 10 ms + sigma x table / 8192 with the table's quantiles.  The quantiles, not
     the standard deviation, are what this checks: the software-emulated VM stalls now and then,
     and a few stalled probes in the top 1 % move the std dev (measured 4.1-4.4 ms here against the
-    3 ms emulated, while p50 sat 0.5-0.8 ms above the table's and p99 - p50 within 5 % of it)."""
+    3 ms emulated, while p50 sat 0.5-0.8 ms above the table's) and, on one CI run, p99 - p50
+    (19.1 ms for 15.8).  So the spread is checked by p75 - p25 (2.4 ms; a normal draw's 4.0 ms)
+    and the tail only from below."""
     path = write_profile({"name": "netem-pareto", "description": "pareto", "scale": 1,
                           "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms",
                                           "distribution": "pareto", "reorder": True}},
@@ -80,9 +84,10 @@ def test_pareto_jitter_has_the_tables_quantiles_and_heavy_tail(write_profile, tm
     raw = netem.table("pareto")
     sigma = 3e-3 / netem.TABLE_SIGMA["pareto"]
     delays = sorted(10e-3 + sigma * v / netem.TABLE_SCALE for v in struct.unpack(f"{len(raw) // 2}h", raw))
-    p50, p99 = percentile(delays, 50), percentile(delays, 99)     # 8.83 and 24.64 ms
+    p25, p50, p75, p99 = (percentile(delays, p) for p in (25, 50, 75, 99))   # 8.05, 8.83, 10.43, 24.64 ms
     assert m["one_way_p50_s"] == pytest.approx(p50, abs=1.5e-3)
-    assert m["jitter_p99_p50_s"] == pytest.approx(p99 - p50, rel=0.2)
+    assert m["jitter_iqr_s"] == pytest.approx(p75 - p25, rel=0.2)
+    assert m["jitter_p99_p50_s"] > 0.85 * (p99 - p50)
     assert m["jitter_p99_p50_s"] > 4 * 3e-3          # heavy tail: a normal draw gives 2.3 sigma
     assert m["one_way_p50_s"] < 10e-3                # right-skewed: the median sits below the mean
 

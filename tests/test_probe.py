@@ -1,4 +1,6 @@
 """fabric probe's arithmetic, without root: what a path should show, and what probes showed."""
+from dataclasses import asdict
+
 import pytest
 
 from fabric import probe
@@ -26,6 +28,23 @@ def test_expected_sums_delays_adds_variances_compounds_loss():
     assert e.jitter_s == pytest.approx(2e-3)            # 0.2 ms x k: sigma/sqrt(2) per hop, variances add
     assert e.loss == pytest.approx(0.01)                # 1 - sqrt(0.99) per hop, compounded
     assert e.rate_bps == pytest.approx(1e8)
+    assert e.in_order                                   # reorder: false, the default
+
+
+def test_probe_table_says_when_jitter_keeps_packets_in_order():
+    def doc(reorder):
+        profile = parse({"name": "f", "scale": 1, "links": {"l": {"rate": "1Gbit/s", "latency": "1ms",
+                                                                  "jitter": "0.2ms", "reorder": reorder}},
+                         "topology": {"kind": "flat", "ranks": 2, "link": "l"},
+                         "workload": [{"op": "all_reduce", "bytes": 4}]}, "f.yaml")
+        e = probe.expected(build(profile, 1.0), 0, 1)
+        m = probe.Measured(100, 1e-3, 2e-3, 2e-4, 5e-4, 3e-4, 0.0, 0.0, 2e-3, 1e9, 0.0)
+        return {"scale": 1, "profile": {"name": "f", "source": "f.yaml"}, "emulation": {"netem": "native"},
+                "paths": [{"path": "flat", "link": "l", "src": 0, "dst": 1,
+                           "expected": {**asdict(e), "tcp_rate_bps": e.tcp_rate_bps}, "measured": asdict(m)}]}
+    assert "in order (reorder: false)" in probe.table(doc(False))
+    assert "in order" not in probe.table(doc(True))
+    assert "jitter (p75 - p25)" in probe.table(doc(True))
 
 
 def test_inter_domain_path_sees_the_uplink():

@@ -356,7 +356,7 @@ def table(doc: dict) -> str:
     for p in doc["paths"]:
         e, m = p["expected"], p["measured"]
         rows.append(f"#\n# {p['path']} ({p['link']}): rank {p['src']} -> rank {p['dst']}, {m['probes']} probes")
-        if e["jitter_s"] and e.get("in_order", True):
+        if e["jitter_s"] and e.get("in_order", False):     # probe.json files before the key: netem reordered
             rows.append("#   in order (reorder: false): a probe closer behind another than the jitter's spread "
                         "waits for it, so the spread narrows and the delay grows")
         rows.append(f"#   {'metric':<22}{'profile':>14}{'measured':>14}{'ratio':>8}")

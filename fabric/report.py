@@ -35,7 +35,7 @@ def header(doc: dict) -> list[str]:
         r = t["retransmitted"]
         lines.append(f"# TCP retransmitted segments: {sum(r):,}" + (
             f" (per rank: {' '.join(map(str, r))}; {sum(t['timeouts']):,} timeouts, {sum(t['loss_probes']):,}"
-            f" tail-loss probes; receivers threw away {sum(t.get('receiver_drops', [])):,} segments)" if sum(r) else ""))
+            f" tail-loss probes; receivers threw away {sum(t['receiver_drops']):,} segments)" if sum(r) else ""))
     return lines
 
 

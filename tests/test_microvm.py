@@ -49,7 +49,7 @@ def test_probe_measures_the_profiles_delay_jitter_and_loss(write_profile, tmp_pa
     (on CI runs: std dev 4.1 ms for 3, p99 - p50 6.0 ms for 5.1)."""
     path = write_profile({"name": "netem-10ms", "description": "probe", "scale": 1,
                           "links": {"l": {"rate": "100Mbit/s", "latency": "10ms", "jitter": "3ms", "loss": "1%",
-                                                "reorder": True}},
+                                          "reorder": True}},
                           "topology": {"kind": "flat", "ranks": 2, "link": "l"},
                           "workload": [{"op": "all_reduce", "bytes": "4KiB"}]})
     fabric_vm("probe", str(path), "--out", str(tmp_path / "out"), "--count", "6000")

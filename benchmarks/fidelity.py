@@ -86,7 +86,7 @@ def netem_table(settings: list[str]) -> list[dict]:
         latency, jitter, loss = setting.split("/")
         c = netem_cell(latency, jitter, loss)
         cells.append(c)
-        ms = lambda s: f"{s * 1e3:.2f}ms"  # noqa: E731
+        ms = lambda s: "n/a" if s is None else f"{s * 1e3:.2f}ms"  # noqa: E731 (p99: None below 100 probes)
         jr = f"{c['jitter_std_s'] / c['expected_jitter_s']:.2f}" if c["expected_jitter_s"] else "-"
         print(f"{latency:>8} {jitter:>7} {loss:>6} | {ms(c['one_way_p50_s']):>9} "
               f"{c['one_way_p50_s'] / c['expected_one_way_s']:>6.2f} {ms(c['one_way_p99_s']):>9} "

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from fabric.profile import Profile, ProfileError, parse, read
+from fabric.stats import fmt
 from fabric.units import fmt_size
 
 SHARED = ("workload", "stragglers", "seed", "gpu")
@@ -58,25 +59,31 @@ def rows(docs: list[dict]) -> list[dict]:
     from workloads import KINDS
     out = []
 
-    def add(what, unit, lower, values):
-        out.append({"what": what, "unit": unit, "lower_is_better": lower, "values": values})
+    def add(what, unit, lower, values, samples=None):
+        row = {"what": what, "unit": unit, "lower_is_better": lower, "values": values}
+        if samples:         # where a value is None because its samples cannot carry it
+            row["samples"] = samples
+        out.append(row)
 
     first = docs[0]
     for i, r in enumerate(first["results"]):
         at = [d["results"][i] if i < len(d["results"]) else None for d in docs]
         name = f"{r['op']} {fmt_size(r['bytes'])}"
         add(f"{name} time p50", "us", True, [a and a["projected"]["time_us"] for a in at])
-        add(f"{name} time p99", "us", True, [a and a["time_us"]["p99"] / d["scale"] for a, d in zip(at, docs)])
+        add(f"{name} time p99", "us", True, [a and a["time_us"]["p99"] and a["time_us"]["p99"] / d["scale"]
+                                             for a, d in zip(at, docs)], [a and a["iters"] for a in at])
         add(f"{name} busbw", "GB/s", False, [a and a["projected"]["busbw_GBps"] for a in at])
     for i, w in enumerate(first["workloads"]):
         at = [d["workloads"][i] if i < len(d["workloads"]) else None for d in docs]
         for j, (what, _, unit) in enumerate(KINDS[w["kind"]].headline(w["figures"])):
             add(f"{w['label']}: {what}", unit, True,
-                [a and KINDS[a["kind"]].headline(a["figures"])[j][1] for a in at])
+                [a and KINDS[a["kind"]].headline(a["figures"])[j][1] for a in at], [a and a["iters"] for a in at])
     if first.get("stragglers"):
         for i, s in enumerate(first["stragglers"]["slowdown"]):
             at = [d["stragglers"]["slowdown"][i] if d.get("stragglers") else None for d in docs]
-            add(f"{s['name']}: straggler slowdown p99", "x", True, [a and a["ratio"]["p99"] for a in at])
+            add(f"{s['name']}: straggler slowdown p50", "x", True, [a and a["ratio"]["p50"] for a in at])
+            add(f"{s['name']}: straggler slowdown p99", "x", True, [a and a["ratio"]["p99"] for a in at],
+                [a and a.get("samples", {}).get("straggler") for a in at])
     return out
 
 
@@ -84,7 +91,8 @@ def table(doc: dict) -> str:
     """Fabrics as columns; each cell the value and how many times worse it is than the best."""
     fabrics = doc["fabrics"]
     head = [[f["name"] for f in fabrics], [f"{f['ranks']}, {f['scale']:g}" for f in fabrics]]
-    body = [[_cell(v, r) for v in r["values"]] for r in doc["rows"]]
+    body = [[_cell(v, r, n) for v, n in zip(r["values"], r.get("samples") or [None] * len(r["values"]))]
+            for r in doc["rows"]]
     widths = [max(len(line[c]) for line in head + body) + 2 for c in range(len(fabrics))]
     labels = ["", "ranks, scale k"] + [f"{r['what']} ({r['unit']})" for r in doc["rows"]]
     label = max(map(len, labels))
@@ -96,9 +104,9 @@ def table(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _cell(v, row) -> str:
+def _cell(v, row, n=None) -> str:
     if v is None:
-        return "-"
+        return fmt(None, n) if n else "-"
     text = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.1f}" if abs(v) >= 100 else f"{v:.4g}"
     present = [x for x in row["values"] if x is not None]
     best = (min if row["lower_is_better"] else max)(present)

@@ -55,15 +55,12 @@ def busbw_vs_size(docs: list[dict]):
     return fig
 
 
-def _slowest(result: dict) -> list[float]:
-    per_rank = result["rank_time_us"]
-    return [max(r[i] for r in per_rank if r[i] is not None) for i in range(len(per_rank[0]))]
-
-
 def latency_cdf(doc: dict):
-    """Per op/size, the CDF of the iteration time (slowest rank, real µs) with p50 and p99
-    marked; with stragglers, the baseline overlaid.  None when there are no ops."""
-    from fabric.stats import percentile
+    """Per op/size, the CDF of the iteration time (slowest rank, real µs) with p50 and, where
+    the iterations carry it (fabric.stats), p99 marked; with stragglers, the baseline overlaid.
+    None when there are no ops."""
+    from fabric.results import slowest
+    from fabric.stats import needed, tail
     if not doc["results"]:
         return None
     base = {(r["op"], r["bytes"]): r for r in (doc.get("stragglers") or {}).get("baseline", {}).get("results", [])}
@@ -72,14 +69,15 @@ def latency_cdf(doc: dict):
     for r in doc["results"]:
         runs = [("", r)] + ([(" baseline", base[(r["op"], r["bytes"])])] if (r["op"], r["bytes"]) in base else [])
         for suffix, rec in runs:
-            times = sorted(t / k for t in _slowest(rec))
+            times = sorted(t / k for t in slowest(rec["rank_time_us"]))
             frac = [(i + 1) / len(times) for i in range(len(times))]
             line, = ax.step(times, frac, where="post", linestyle="--" if suffix else "-",
                             label=f"{r['op']} {r['bytes']} B{suffix}")
             for q, mark in ((50, "o"), (99, "^")):
-                ax.plot([percentile(times, q)], [q / 100], mark, color=line.get_color())
+                if tail(times, q) is not None:
+                    ax.plot([tail(times, q)], [q / 100], mark, color=line.get_color())
     ax.set(xlabel="iteration time, slowest rank, real (µs)", ylabel="fraction of iterations",
-           title="Latency CDF (o = p50, ^ = p99)", ylim=(0, 1.05))
+           title=f"Latency CDF (o = p50, ^ = p99 from {needed(99)} iterations)", ylim=(0, 1.05))
     ax.legend(fontsize=7)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()

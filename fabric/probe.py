@@ -35,7 +35,7 @@ from pathlib import Path
 
 from fabric.emulation import Emulation
 from fabric.plan import MTU, Plan
-from fabric.stats import percentile
+from fabric.stats import percentile, supported
 
 UDP_PORT, TCP_PORT = 5201, 5202
 PROBE = struct.Struct("!QQ")        # sequence number, departure time (ns, CLOCK_REALTIME)
@@ -71,9 +71,9 @@ class Expected:
 class Measured:
     probes: int
     one_way_p50_s: float
-    one_way_p99_s: float
+    one_way_p99_s: float | None      # None: fewer than 100 probes arrived (fabric.stats)
     jitter_std_s: float
-    jitter_p99_p50_s: float
+    jitter_p99_p50_s: float | None
     jitter_iqr_s: float          # p75 - p25: the spread a few stalled probes cannot move
     loss: float
     reordered: float
@@ -163,9 +163,9 @@ def summarize(rx: dict, tx: dict, sink: dict, source: dict) -> Measured:
     rtts = sorted(back - tx_at.get(seq, sent) - turnaround.get(seq, 0) for seq, sent, back in tx["echoes"])
     return Measured(
         probes=tx["sent"],
-        one_way_p50_s=_pct(delays, 50) * 1e-9, one_way_p99_s=_pct(delays, 99) * 1e-9,
+        one_way_p50_s=_pct(delays, 50) * 1e-9, one_way_p99_s=_tail(delays, 99),
         jitter_std_s=(statistics.pstdev(delays) if len(delays) > 1 else 0.0) * 1e-9,
-        jitter_p99_p50_s=(_pct(delays, 99) - _pct(delays, 50)) * 1e-9,
+        jitter_p99_p50_s=None if _tail(delays, 99) is None else _tail(delays, 99) - _pct(delays, 50) * 1e-9,
         jitter_iqr_s=(_pct(delays, 75) - _pct(delays, 25)) * 1e-9,
         loss=1 - got / tx["sent"] if tx["sent"] else 0.0,
         reordered=late / got if got else 0.0,
@@ -176,6 +176,11 @@ def summarize(rx: dict, tx: dict, sink: dict, source: dict) -> Measured:
 
 def _pct(xs: list[float], p: float) -> float:
     return percentile(xs, p) if xs else float("nan")
+
+
+def _tail(delays_ns: list[float], p: float) -> float | None:
+    """Percentile p of the delays in seconds, None when too few probes arrived to carry it."""
+    return percentile(delays_ns, p) * 1e-9 if supported(p, len(delays_ns)) else None
 
 
 def _second_half_rate(samples: list[list[float]]) -> float:
@@ -373,8 +378,9 @@ def table(doc: dict) -> str:
                 ("TCP retransmitted", e["loss"], m["tcp_retransmitted"])):
             fmt = _rate if name == "TCP rate" else (_share if name in ("loss", "reordered", "TCP retransmitted")
                                                     else _time)
-            ratio = f"{got / want:8.2f}" if want else f"{'':>8}"
-            rows.append(f"    {name:<22}{fmt(want) if want is not None else '':>14}{fmt(got):>14}{ratio}")
+            ratio = f"{got / want:8.2f}" if want and got is not None else f"{'':>8}"
+            shown = fmt(got) if got is not None else f"n/a (n={round(m['probes'] * (1 - m['loss']))})"
+            rows.append(f"    {name:<22}{fmt(want) if want is not None else '':>14}{shown:>14}{ratio}")
     return "\n".join(rows)
 
 

@@ -3,9 +3,11 @@ tail (p99), the bottleneck link and bus efficiency, the α-β model, and the rea
 from __future__ import annotations
 
 from collectives.algorithms import ALGORITHMS, BASELINE
+from fabric.stats import fmt, needed
 from fabric.units import fmt_rate, fmt_time
 
-_COLS = [("size", "(B)", 11), ("count", "(elements)", 10), ("type", "", 7), ("algo", "", 12), ("time", "(us)", 10),
+_COLS = [("size", "(B)", 11), ("count", "(elements)", 10), ("type", "", 7), ("algo", "", 12), ("n", "", 4),
+         ("time", "(us)", 10),
          ("p99", "(us)", 10), ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("link", "(GB/s)", 9),
          ("busEff", "", 6), ("model", "(us)", 10), ("meas/", "model", 6), ("real:time", "(us)", 10),
          ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("check", "", 5)]
@@ -18,8 +20,8 @@ def header(doc: dict) -> list[str]:
     lines = [f"# fabric run: {prof['name']} ({prof['source']}), {emu['ranks']} ranks, {topo}",
              f"# scale k = {k:g}: emulated rates = real / k, latencies = real x k; 'real:' columns project back"
              f" (time / k, bandwidth x k)",
-             f"# netem: {emu['netem']}; time = slowest rank per iteration, p50 over iterations;"
-             f" GB/s = 1e9 B/s"]
+             f"# netem: {emu['netem']}; time = slowest rank per iteration, p50 over the n iterations;"
+             f" p99 from {needed(99)} iterations up, p95 from {needed(95)} (fewer cannot carry them); GB/s = 1e9 B/s"]
     if doc.get("stragglers"):
         lines.append("# times include the stragglers (" + "; ".join(doc["stragglers"]["entries"]) + "); the model and"
                      " the baseline in the stragglers table are the fabric without them")
@@ -100,7 +102,8 @@ def ops_table(doc: dict) -> list[str]:
             lines.append("#" + " ".join(f"{name:>{w}}" for name, _, w in _COLS)[1:])
             lines.append("#" + " ".join(f"{unit:>{w}}" for _, unit, w in _COLS)[1:])
         t, p = r["time_us"], r["projected"]
-        cells = [r["bytes"], r["count"], r["type"], _algo(r), f"{t['p50']:.1f}", f"{t['p99']:.1f}",
+        n = t.get("n", r["iters"])
+        cells = [r["bytes"], r["count"], r["type"], _algo(r), n, f"{t['p50']:.1f}", fmt(t["p99"], n),
                  _g(r["algbw_GBps"]), _g(r["busbw_GBps"]), _g(r["link_GBps"]),
                  f"{r['bus_efficiency']:.2f}", f"{r['model_time_us']:.1f}", f"{r['measured_over_model']:.2f}",
                  _t(p["time_us"]), _g(p["algbw_GBps"]), _g(p["busbw_GBps"]),
@@ -129,6 +132,11 @@ def _t(us: float) -> str:
     return f"{us:.1f}" if us >= 100 else f"{us:.4g}"
 
 
+def _tn(us: float | None, n: int) -> str:
+    """_t, or "n/a (n=3)" for a percentile n samples cannot carry."""
+    return fmt(None, n) if us is None else _t(us)
+
+
 def workloads_table(doc: dict) -> list[str]:
     """Inference workloads: iteration (slowest rank) emulated and real, the α-β model, and
     each kind's own figures on the real fabric (workloads/*.py: describe)."""
@@ -136,13 +144,16 @@ def workloads_table(doc: dict) -> list[str]:
     if not doc.get("workloads"):
         return []
     lines = ["#", "# inference workloads: iteration = slowest rank's end; real = emulated / k",
-             f"#{'iteration p50':>14} {'p99':>10} {'real p50':>12} {'real p99':>12} {'model':>10} {'meas/':>6} "
+             f"#{'n':>4} {'iteration p50':>14} {'p99':>10} {'real p50':>12} {'real p99':>12} {'model':>10} {'meas/':>6} "
              f"{'check':>5}  workload",
-             f"#{'(ms)':>14} {'(ms)':>10} {'(us)':>12} {'(us)':>12} {'(ms)':>10} {'model':>6} {'':>5}"]
+             f"#{'':>4} {'(ms)':>14} {'(ms)':>10} {'(us)':>12} {'(us)':>12} {'(ms)':>10} {'model':>6} {'':>5}"]
     for w in doc["workloads"]:
         it, real = w["iteration_us"], w["projected_iteration_us"]
+        n = it.get("n", w["iters"])
         ratio = f"{w['measured_over_model']:.2f}" if w["measured_over_model"] else "-"
-        lines.append(f"{it['p50'] / 1e3:>15.2f} {it['p99'] / 1e3:>10.2f} {_t(real['p50']):>12} {_t(real['p99']):>12} "
+        p99 = None if it["p99"] is None else it["p99"] / 1e3
+        lines.append(f"{n:>5} {it['p50'] / 1e3:>14.2f} {fmt(p99, n, '.2f'):>10} {_t(real['p50']):>12} "
+                     f"{_tn(real['p99'], n):>12} "
                      f"{w['model_iteration_us'] / 1e3:>10.2f} {ratio:>6} {'ok' if w['correct'] else 'WRONG':>5}  "
                      f"{w['label']}")
         lines.append(f"{'':>16}-> {KINDS[w['kind']].describe(w['figures'])}")
@@ -152,24 +163,30 @@ def workloads_table(doc: dict) -> list[str]:
 
 
 def stragglers_table(doc: dict) -> list[str]:
-    """The straggler run against its baseline: added time and ratio at p50/p95/p99, the skew
-    (own time - fastest rank's) and which rank finished last most often."""
+    """The straggler run against its baseline: added time and ratio at p50 (with its 95 %
+    interval) and p99 (where both runs have the samples), the skew (own time - fastest
+    rank's) and which rank finished last most often, each with its sample count."""
     s = doc.get("stragglers")
     if not s:
         return []
     lines = ["#", "# stragglers: " + "; ".join(s["entries"]),
-             "# real us (emulated / k); baseline = the same workload without stragglers, in this invocation",
-             f"#{'base p50':>11} {'slow p50':>10} {'x p50':>6} {'base p99':>10} {'slow p99':>10} {'x p99':>6} "
-             f"{'+p99':>10} {'last':>9}  what"]
+             "# real us (emulated / k); baseline = the same workload without stragglers, in this invocation;"
+             " n = iterations of each run; x p50 95% = the ratio's bootstrap interval",
+             f"#{'n':>5} {'base p50':>10} {'slow p50':>10} {'x p50':>6} {'x p50 95%':>12} {'base p99':>10} "
+             f"{'slow p99':>10} {'x p99':>6} {'+p99':>10} {'last':>9}  what"]
     for r in s["slowdown"]:
         b, sl, x, add = r["baseline_us"], r["straggler_us"], r["ratio"], r["added_us"]
         counts = r["last_counts"]
+        n = r.get("samples", {}).get("straggler", sum(counts))
+        nb = r.get("samples", {}).get("baseline", n)
+        ci = (r.get("ratio_ci") or {}).get("p50")
         last = max(range(len(counts)), key=counts.__getitem__)
-        lines.append(f"{_t(b['p50']):>12} {_t(sl['p50']):>10} {_x(x['p50']):>6} {_t(b['p99']):>10} "
-                     f"{_t(sl['p99']):>10} {_x(x['p99']):>6} {_t(add['p99']):>10} "
+        lines.append(f"{(str(n) if nb == n else f'{nb}/{n}'):>6} {_t(b['p50']):>10} {_t(sl['p50']):>10} {_x(x['p50']):>6} "
+                     f"{(f'{ci[0]:.2f}-{ci[1]:.2f}' if ci else fmt(None, min(n, nb))):>12} {_tn(b['p99'], nb):>10} "
+                     f"{_tn(sl['p99'], n):>10} {_x(x['p99']):>6} {_tn(add['p99'], min(n, nb)):>10} "
                      f"{f'r{last} {counts[last]}/{sum(counts)}':>9}  {r['name']}")
         skew = [f"r{i} {v:.3g}" for i, v in enumerate(r["skew_us"]) if v is not None]
-        lines.append(f"{'':>12} skew us (own - fastest, mean): {', '.join(skew)}")
+        lines.append(f"{'':>12} skew us (own - fastest, mean of {sum(counts)}): {', '.join(skew)}")
     return lines
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from collectives import COLLECTIVES
 from fabric.plan import Plan
 from fabric.ranks import RankResult, RankWorkload
-from fabric.stats import summary
+from fabric.stats import ratio_interval, summary, tail
 
 SCHEMA = 2
 
@@ -30,7 +30,8 @@ class Result:
     ranks: int
     algorithm: str           # collectives/algorithms: what ran (auto's choice, or the forced one)
     iters: int
-    time_us: dict            # min, p50, p95, p99, max of the per-iteration slowest-rank time
+    time_us: dict            # n; min, p50, p95, p99, max of the per-iteration slowest-rank time (fabric.stats:
+                             # None where n cannot carry it); p50_ci
     algbw_GBps: float
     busbw_GBps: float
     projected: dict          # time_us, algbw_GBps, busbw_GBps on the real fabric
@@ -128,7 +129,7 @@ def summarize_workloads(plan: Plan, work: list, rank_runs: list[RankWorkload]) -
         out.append({
             "kind": w.kind, "label": entry.label, "config": entry.config, "ranks": plan.ranks, "iters": iters,
             "algorithms": {c.label: c.algorithm for c in item.choices},
-            "iteration_us": stats, "projected_iteration_us": {q: v / k for q, v in stats.items()},
+            "iteration_us": stats, "projected_iteration_us": summary(iteration, 1e6 / k),
             "phases_us": {label: summary(v, 1e6 / k)["p50"] for label, v in by_label.items()},
             "model_iteration_us": model * 1e6, "measured_over_model": stats["p50"] / (model * 1e6) if model else None,
             "figures": w.figures(t), "correct": all(r.correct for r in per_rank),
@@ -138,22 +139,33 @@ def summarize_workloads(plan: Plan, work: list, rank_runs: list[RankWorkload]) -
     return out
 
 
+def slowest(rank_time_us: list[list[float | None]]) -> list[float]:
+    """Per iteration, the slowest taking-part rank's time: the samples every percentile here
+    rests on (a results.json entry's rank_time_us)."""
+    return [max(t for t in it if t is not None) for it in zip(*rank_time_us) if any(t is not None for t in it)]
+
+
 def slowdown(baseline: dict, straggled: dict) -> list[dict]:
     """Per op/size and per workload: the straggler run against the baseline run of the same
-    invocation (real µs and ratios at p50, p95, p99) with the straggler run's skew."""
+    invocation: real µs and ratios at p50, p95, p99 (None where either run's samples cannot
+    carry the percentile), the p50 ratio's bootstrap 95 % interval, each run's sample count,
+    and the straggler run's skew."""
     k = straggled["scale"]
-    pairs = [(f"{a['op']} {a['bytes']} B", a["time_us"], b["time_us"], b)
-             for a, b in zip(baseline["results"], straggled["results"])]
-    pairs += [(a["label"], a["iteration_us"], b["iteration_us"], b)
-              for a, b in zip(baseline["workloads"], straggled["workloads"])]
+    pairs = [(f"{a['op']} {a['bytes']} B", a, b) for a, b in zip(baseline["results"], straggled["results"])]
+    pairs += [(a["label"], a, b) for a, b in zip(baseline["workloads"], straggled["workloads"])]
     out = []
-    for name, base, slow, rec in pairs:
-        out.append({"name": name,
-                    "baseline_us": {q: base[q] / k for q in ("p50", "p95", "p99")},
-                    "straggler_us": {q: slow[q] / k for q in ("p50", "p95", "p99")},
-                    "added_us": {q: (slow[q] - base[q]) / k for q in ("p50", "p95", "p99")},
-                    "ratio": {q: slow[q] / base[q] if base[q] else None for q in ("p50", "p95", "p99")},
-                    "skew_us": rec["skew_us"], "last_counts": rec["last_counts"]})
+    for name, a, b in pairs:
+        base, slow = slowest(a["rank_time_us"]), slowest(b["rank_time_us"])
+        at = {q: (tail(base, p), tail(slow, p)) for q, p in (("p50", 50), ("p95", 95), ("p99", 99))}
+        both = {q: v for q, v in at.items() if None not in v}
+        ci = ratio_interval(base, slow)
+        out.append({"name": name, "samples": {"baseline": len(base), "straggler": len(slow)},
+                    "baseline_us": {q: None if v[0] is None else v[0] / k for q, v in at.items()},
+                    "straggler_us": {q: None if v[1] is None else v[1] / k for q, v in at.items()},
+                    "added_us": {q: (v[1] - v[0]) / k if q in both else None for q, v in at.items()},
+                    "ratio": {q: v[1] / v[0] if q in both and v[0] else None for q, v in at.items()},
+                    "ratio_ci": {"p50": None if ci is None else list(ci)},
+                    "skew_us": b["skew_us"], "last_counts": b["last_counts"]})
     return out
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fabric import results
 from fabric.profile import ProfileError, parse
+from fabric.stats import fmt
 from fabric.units import fmt_time
 
 
@@ -90,14 +91,20 @@ def run(data: dict, source: str, over: str, values: list, k: float, netem: str, 
 
 
 def table(sweep: dict) -> str:
-    """One row per point and op/workload: baseline and swept p50/p99 (real), their ratios."""
-    lines = [f"# sweep over {sweep['over']}: real time (emulated / k); x = against the baseline without stragglers",
-             f"#{sweep['over']:>9} {'p50':>10} {'p99':>10} {'x p50':>6} {'x p99':>6}  what"]
+    """One row per point and op/workload: swept p50/p99 (real), their ratios to the baseline,
+    the p50 ratio's 95 % interval, and the samples behind them (p99: n/a below 100)."""
+    lines = [f"# sweep over {sweep['over']}: real time (emulated / k); x = against the baseline without stragglers;"
+             " n = iterations per point; x p50 95% = the ratio's bootstrap interval",
+             f"#{sweep['over']:>9} {'n':>5} {'p50':>10} {'p99':>10} {'x p50':>6} {'x p50 95%':>12} {'x p99':>6}  what"]
     for point in sweep["points"]:
         for row in point["slowdown"]:
             s, x = row["straggler_us"], row["ratio"]
-            lines.append(f"{str(point['value']):>10} {fmt_time(s['p50'] * 1e-6):>10} {fmt_time(s['p99'] * 1e-6):>10} "
-                         f"{_x(x['p50']):>6} {_x(x['p99']):>6}  {row['name']}")
+            n = row.get("samples", {}).get("straggler", "?")
+            ci = (row.get("ratio_ci") or {}).get("p50")
+            p99 = fmt(None, n) if s["p99"] is None else fmt_time(s["p99"] * 1e-6)
+            lines.append(f"{str(point['value']):>10} {n:>5} {fmt_time(s['p50'] * 1e-6):>10} {p99:>10} "
+                         f"{_x(x['p50']):>6} {(f'{ci[0]:.2f}-{ci[1]:.2f}' if ci else 'n/a'):>12} {_x(x['p99']):>6}"
+                         f"  {row['name']}")
     return "\n".join(lines)
 
 

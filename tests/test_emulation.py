@@ -62,8 +62,9 @@ def test_results_files_and_table(flat_run):
     doc, proc = flat_run
     assert doc["schema"] == 2 and doc["emulation"] == dict(doc["emulation"], netem="none", ranks=4)
     for r in doc["results"]:
-        assert set(r["time_us"]) == {"min", "p50", "p95", "p99", "max"}
-        assert r["time_us"]["min"] <= r["time_us"]["p50"] <= r["time_us"]["p99"] <= r["time_us"]["max"]
+        assert set(r["time_us"]) == {"n", "min", "p50", "p95", "p99", "max", "p50_ci"}
+        assert r["time_us"]["min"] <= r["time_us"]["p50"] <= r["time_us"]["max"]
+        assert r["time_us"]["n"] == r["iters"] < 20 and r["time_us"]["p95"] is r["time_us"]["p99"] is None
         assert len(r["rank_time_us"]) == 4
     assert "busbw" in proc.stdout and "all_to_all" in proc.stdout
 

@@ -37,12 +37,14 @@ def test_busbw_plot_draws_measured_model_and_link_per_op():
     assert plots.busbw_vs_size([STORED]) is None          # one size: nothing to draw against size
 
 
-def test_latency_cdf_overlays_the_baseline_and_marks_p50_p99():
+def test_latency_cdf_overlays_the_baseline_and_marks_p50_but_no_p99_of_3_iterations():
     fig = plots.latency_cdf(STORED)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["all_reduce 16384 B", "all_reduce 16384 B baseline"]
     times = sorted(max(r[i] for r in STORED["results"][0]["rank_time_us"]) / STORED["scale"] for i in range(3))
     assert list(fig.axes[0].lines[0].get_xdata()) == pytest.approx(times)
+    marks = [line.get_marker() for line in fig.axes[0].lines if len(line.get_xdata()) == 1]
+    assert marks == ["o", "o"]                          # a p50 per run; p99 needs 100 iterations
 
 
 def test_skew_strip_has_a_panel_per_op_and_workload_with_a_row_per_rank():

@@ -45,6 +45,9 @@ def test_probe_table_says_when_jitter_keeps_packets_in_order():
     assert "in order (reorder: false)" in probe.table(doc(False))
     assert "in order" not in probe.table(doc(True))
     assert "jitter (p75 - p25)" in probe.table(doc(True))
+    few = doc(True)
+    few["paths"][0]["measured"].update(probes=50, loss=0.1, one_way_p99_s=None, jitter_p99_p50_s=None)
+    assert probe.table(few).count("n/a (n=45)") == 2          # p99 of 45 arrived probes: not printed
 
 
 def test_inter_domain_path_sees_the_uplink():
@@ -70,6 +73,7 @@ def test_summarize_counts_loss_reordering_and_uses_kernel_send_stamps():
     assert m.rtt_p50_s == pytest.approx(10e-3)
     assert m.tcp_rate_bps == pytest.approx(2_000_000 * 8)   # second half: 2 MB in 1 s
     assert m.tcp_retransmitted == pytest.approx(0.015)
+    assert m.one_way_p99_s is None and m.jitter_p99_p50_s is None      # 8 probes cannot carry a p99
 
 
 def test_expected_tcp_rate_under_loss_is_the_mathis_bound():

@@ -104,3 +104,31 @@ def test_slowdown_compares_the_straggler_run_with_its_baseline():
     text = report.table(slow)
     assert "x p50" in text and "# times include the stragglers (rank 1 late by fixed 500 us)" in text
     assert "times include the stragglers" not in report.table(base)
+    # 3 iterations: no p95, p99 or interval to show, and the table says why
+    assert row["samples"] == {"baseline": 3, "straggler": 3} and row["ratio_ci"] == {"p50": None}
+    assert row["ratio"]["p99"] is None and row["added_us"]["p95"] is None and row["straggler_us"]["p99"] is None
+    line = [x for x in text.splitlines() if x.endswith(row["name"])][-1]            # the stragglers table's
+    assert line.count("n/a (n=3)") == 4 and "mean of 3" in text
+
+
+def _ops_doc(iters, k=10.0):
+    """Two ranks, one all-reduce of `iters` iterations, rank 1 0.5 ms slower than rank 0."""
+    from fabric import work
+    plan = build(parse(flat(ranks=2, rate="1Gbit/s"), "f.yaml"), k)
+    times = [0.010 + 0.001 * (i % 10) for i in range(iters)]
+    rr = [RankResult(0, "all_reduce", 2**20, times, True, 0),
+          RankResult(1, "all_reduce", 2**20, [t + 0.0005 for t in times], True, 0)]
+    return document(plan, summarize(plan, work.build(plan), rr), "none")
+
+
+def test_p99_is_printed_only_from_100_iterations_and_slowdowns_carry_an_interval():
+    from fabric.results import slowdown
+    few, many = _ops_doc(12), _ops_doc(100)
+    assert few["results"][0]["time_us"]["p99"] is None and few["results"][0]["time_us"]["n"] == 12
+    assert many["results"][0]["time_us"]["p99"] == pytest.approx(19500)      # rank 1: 10.5-19.5 ms, 10 each
+    row = next(x for x in report.table(few).splitlines() if x.strip().startswith("1048576"))
+    assert "n/a (n=12)" in row and row.split()[4] == "12"
+    row = next(x for x in report.table(many).splitlines() if x.strip().startswith("1048576"))
+    assert "n/a" not in row and row.split()[4] == "100"
+    lo, hi = slowdown(few, many)[0]["ratio_ci"]["p50"]     # the same distribution: the interval holds 1
+    assert lo <= 1 <= hi

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fabric.stats import percentile
+from fabric.stats import percentile, tail
 
 Group = tuple[int, ...]
 Flow = tuple[int, int, int]
@@ -112,6 +112,12 @@ class Entry:
     algorithm: str = "auto"  # of every collective call of the entry (collectives/algorithms)
 
 
+def p99_text(quantiles: dict, spec: str = ",.1f") -> str:
+    """A figure's p99 for a sentence: the value, or "n/a, n=3" when its samples cannot carry it."""
+    v = quantiles.get("p99")
+    return f"n/a, n={quantiles.get('n', '?')}" if v is None else format(v, spec)
+
+
 @dataclass(frozen=True)
 class Timings:
     """What the ranks measured for one entry, emulated seconds, one value per iteration:
@@ -125,3 +131,12 @@ class Timings:
     def real(self, values: list[float], q: float = 50) -> float:
         """Percentile q of emulated values, projected to the real fabric (/ k)."""
         return percentile(values, q) / self.k
+
+    def percentiles(self, values: list[float], scale: float = 1e6) -> dict:
+        """n, and p50, p95, p99 of emulated values on the real fabric x scale (µs by default);
+        None where n cannot carry the percentile (fabric.stats)."""
+        out: dict = {"n": len(values)}
+        for name, q in (("p50", 50), ("p95", 95), ("p99", 99)):
+            v = tail(values, q)
+            out[name] = None if v is None else v / self.k * scale
+        return out

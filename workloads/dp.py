@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fabric.models import DTYPE_BYTES, Model
-from workloads.base import Compute, Phase, Timings
+from workloads.base import Compute, Phase, Timings, p99_text
 
 KEYS = {"model", "batch", "dtype", "layers", "layer_time", "steps", "warmup", "math"}
 
@@ -55,8 +55,7 @@ class Dp:
     def figures(self, t: Timings) -> dict:
         per_token = self.model.layers / self.layers
         step = t.iteration if self.math == "emulate" else [x + self.layer_time * self.layers * t.k for x in t.iteration]
-        return {"tpot_us": {q: t.real(step, p) * per_token * 1e6 for q, p in (("p50", 50), ("p95", 95),
-                                                                                   ("p99", 99))},
+        return {"tpot_us": t.percentiles(step, per_token * 1e6),
                 "compute_us_per_token": self.layer_time * self.model.layers * 1e6}
 
     @staticmethod
@@ -65,5 +64,5 @@ class Dp:
 
     @staticmethod
     def describe(f: dict) -> str:
-        return (f"TPOT {f['tpot_us']['p50']:,.1f} us (p99 {f['tpot_us']['p99']:,.1f}): math alone "
+        return (f"TPOT {f['tpot_us']['p50']:,.1f} us (p99 {p99_text(f['tpot_us'])}): math alone "
                 f"{f['compute_us_per_token']:,.1f} us, no traffic")

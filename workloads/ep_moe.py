@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from fabric.models import Model, combine_bytes, dispatch_bytes
-from workloads.base import AllToAll, Phase, Timings
+from workloads.base import AllToAll, Phase, Timings, p99_text
 
 KEYS = {"model", "tokens", "ep", "routing", "dispatch_dtype", "combine_dtype", "seed", "steps", "warmup"}
 
@@ -147,8 +147,7 @@ class EpMoe:
         of one decode step (= one output token per sequence) costs in all-to-all time."""
         d, c = t.phases["dispatch"], t.phases["combine"]
         dispatch, combine = self.matrices()
-        return {"dispatch_us": {"p50": t.real(d) * 1e6, "p99": t.real(d, 99) * 1e6},
-                "combine_us": {"p50": t.real(c) * 1e6, "p99": t.real(c, 99) * 1e6},
+        return {"dispatch_us": t.percentiles(d), "combine_us": t.percentiles(c),
                 "imbalance": self.imbalance(), "moe_layers": self.model.moe_layers,
                 "per_token_us": (t.real(d) + t.real(c)) * self.model.moe_layers * 1e6,
                 "dispatch_bytes": sum(map(sum, dispatch)), "combine_bytes": sum(map(sum, combine))}
@@ -160,6 +159,6 @@ class EpMoe:
 
     @staticmethod
     def describe(f: dict) -> str:
-        return (f"dispatch p50 {f['dispatch_us']['p50']:.2f} us (p99 {f['dispatch_us']['p99']:.2f}), combine p50 "
-                f"{f['combine_us']['p50']:.2f} us (p99 {f['combine_us']['p99']:.2f}); imbalance {f['imbalance']:.2f} "
+        return (f"dispatch p50 {f['dispatch_us']['p50']:.2f} us (p99 {p99_text(f['dispatch_us'], '.2f')}), combine p50 "
+                f"{f['combine_us']['p50']:.2f} us (p99 {p99_text(f['combine_us'], '.2f')}); imbalance {f['imbalance']:.2f} "
                 f"(max/mean); x {f['moe_layers']} MoE layers = {f['per_token_us']:,.1f} us per token")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from fabric.models import Model
-from workloads.base import Compute, Drain, Phase, Timings, Transfer
+from workloads.base import Compute, Drain, Phase, Timings, Transfer, p99_text
 
 KEYS = {"model", "prompt_tokens", "prefill", "decode", "chunk", "dtype", "prefill_time", "steps", "warmup"}
 
@@ -90,7 +90,7 @@ class KvTransfer:
         is left after the prefill math ends."""
         added = [x - self.prefill_time * t.k for x in t.iteration]
         return {"kv_bytes": self.total_bytes,
-                "ttft_added_us": {q: t.real(added, p) * 1e6 for q, p in (("p50", 50), ("p95", 95), ("p99", 99))},
+                "ttft_added_us": t.percentiles(added),
                 "ttft_added_per_token_us": t.real(added) * 1e6 / self.prompt_tokens,
                 "prefill_us": self.prefill_time * 1e6,
                 "effective_GBps": self.total_bytes / t.real(t.iteration) / 1e9}
@@ -101,7 +101,7 @@ class KvTransfer:
 
     @staticmethod
     def describe(f: dict) -> str:
-        return (f"TTFT +{f['ttft_added_us']['p50']:,.1f} us (p99 +{f['ttft_added_us']['p99']:,.1f}) for "
+        return (f"TTFT +{f['ttft_added_us']['p50']:,.1f} us (p99 {p99_text(f['ttft_added_us'], '+,.1f')}) for "
                 f"{f['kv_bytes']:,} B of KV cache ({f['ttft_added_per_token_us']:.3g} us per prompt token, "
                 f"{f['effective_GBps']:.3g} GB/s end to end"
                 + (f", behind {f['prefill_us']:,.1f} us of prefill math)" if f["prefill_us"] else ")"))

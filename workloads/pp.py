@@ -95,7 +95,7 @@ class Pipeline:
         bubble = [1 - busy / x for x in iteration]
         out = {"bubble": percentile(bubble, 50), "bubble_ideal": self.ideal_bubble, "math": self.math,
                "handoff_bytes": self.handoff_bytes, "stage_us": self.stage_time * 1e6,
-               "iteration_us": {"p50": t.real(iteration) * 1e6, "p99": t.real(iteration, 99) * 1e6}}
+               "iteration_us": t.percentiles(iteration)}
         if self.math == "add":   # the measured iteration is the hand-offs alone, one after another
             out.update(handoff_us=t.real(t.iteration) * 1e6 / (self.stages - 1),
                        comm_share=t.real(t.iteration) / t.real(iteration))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fabric.models import DTYPE_BYTES, Model, tp_allreduce_bytes
-from workloads.base import AllReduce, Compute, Group, Phase, Timings, consecutive_groups, spread_order
+from workloads.base import AllReduce, Compute, Group, Phase, Timings, consecutive_groups, p99_text, spread_order
 
 H100_HBM_BPS = 3.35e12      # B/s, H100 SXM HBM3 (the default)
 KEYS = {"model", "batch", "tp", "dtype", "steps", "warmup", "layers", "placement", "layer_time", "math"}
@@ -92,9 +92,9 @@ class TpDecode:
         per_call = [x / (2 * self.layers) for x in comm]
         compute = sum(self.compute_s()) * self.layers * t.k
         step = t.iteration if self.math == "emulate" else [x + compute for x in t.iteration]
-        return {"tpot_us": {q: t.real(step, p) * per_token * 1e6 for q, p in (("p50", 50), ("p95", 95), ("p99", 99))},
+        return {"tpot_us": t.percentiles(step, per_token * 1e6),
                 "comm_share": t.real(comm) / t.real(step), "math": self.math,
-                "allreduce_us": {"p50": t.real(per_call) * 1e6, "p99": t.real(per_call, 99) * 1e6},
+                "allreduce_us": t.percentiles(per_call),
                 "compute_us_per_token": compute / t.k * per_token * 1e6,
                 "allreduce_bytes": self.allreduce_bytes, "allreduces_per_token": self.allreduces_per_token}
 
@@ -105,7 +105,7 @@ class TpDecode:
 
     @staticmethod
     def describe(f: dict) -> str:
-        return (f"TPOT {f['tpot_us']['p50']:,.1f} us (p99 {f['tpot_us']['p99']:,.1f}"
+        return (f"TPOT {f['tpot_us']['p50']:,.1f} us (p99 {p99_text(f['tpot_us'])}"
                 + (", math added, not emulated" if f["math"] == "add" else "") + "), communication "
                 f"{f['comm_share']:.0%} of it; {f['allreduce_bytes']:,} B all-reduce p50 {f['allreduce_us']['p50']:.2f} us"
                 f" x {f['allreduces_per_token']} per token; math alone {f['compute_us_per_token']:,.1f} us")

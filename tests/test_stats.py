@@ -1,0 +1,52 @@
+"""Percentiles only where the samples carry them, and intervals that cover what they claim."""
+import random
+
+import pytest
+
+from fabric.stats import fmt, median_interval, needed, percentile, ratio_interval, summary
+
+
+def test_a_tail_percentile_needs_a_sample_beyond_it():
+    assert (needed(50), needed(90), needed(95), needed(99)) == (1, 10, 20, 100)
+    for n, p95, p99 in ((3, False, False), (19, False, False), (20, True, False), (99, True, False),
+                        (100, True, True)):
+        s = summary([float(i) for i in range(n)])
+        assert s["n"] == n and (s["p95"] is not None) == p95 and (s["p99"] is not None) == p99, n
+        assert s["p50"] == percentile(list(range(n)), 50) and s["max"] == n - 1
+    assert fmt(None, 12) == "n/a (n=12)" and fmt(3.14159, 12, ".2f") == "3.14"
+
+
+def test_the_median_interval_is_the_order_statistics_that_cover_it():
+    assert median_interval([1.0, 2, 3, 4, 5]) is None              # 5 samples: no 95 % interval exists
+    assert median_interval([6.0, 1, 5, 2, 4, 3]) == (1, 6)          # 6: min to max covers 1 - 2/64
+    assert median_interval([float(i) for i in range(20)]) == (5, 14)  # x(6), x(15) (binomial tables)
+    rng, covered, trials = random.Random(7), 0, 2000
+    for _ in range(trials):         # exponential draws: the true median is ln 2
+        lo, hi = median_interval([rng.expovariate(1.0) for _ in range(20)])
+        covered += lo <= 0.6931 <= hi
+    assert covered / trials >= 0.94                                 # claims >= 95.9 % for n = 20
+
+
+def test_the_ratio_interval_brackets_the_slowdown_and_narrows_with_samples():
+    rng = random.Random(3)
+    base = [1.0 + rng.random() * 0.2 for _ in range(20)]
+    slow = [2 * x for x in [1.0 + rng.random() * 0.2 for _ in range(20)]]
+    lo, hi = ratio_interval(base, slow)
+    assert lo < percentile(slow, 50) / percentile(base, 50) < hi and 1.7 < lo and hi < 2.3
+    assert ratio_interval(base, slow) == (lo, hi)                   # seeded: a report reads the same each time
+    more = [1.0 + rng.random() * 0.2 for _ in range(200)]
+    lo2, hi2 = ratio_interval(more, [2 * x for x in more[::-1]])
+    assert hi2 - lo2 < (hi - lo) / 2
+    assert ratio_interval(base[:5], slow) is None and ratio_interval(base, slow, q=99) is None
+
+
+def test_ratio_interval_coverage():
+    """Two runs of 20 draws from the same lognormal, scaled 1.5x: the interval holds 1.5 in
+    about 95 % of trials (percentile bootstrap of a median: a little under at n = 20)."""
+    rng, covered, trials = random.Random(11), 0, 300
+    for _ in range(trials):
+        a = [rng.lognormvariate(0, 0.3) for _ in range(20)]
+        b = [1.5 * rng.lognormvariate(0, 0.3) for _ in range(20)]
+        lo, hi = ratio_interval(a, b)
+        covered += lo <= 1.5 <= hi
+    assert covered / trials == pytest.approx(0.95, abs=0.05)

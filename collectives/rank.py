@@ -26,8 +26,9 @@ from collectives.executor import RankRun, TorchBackend, wait_until
 class StartClock:
     """Agreed start instants, out of band: made before the ranks are forked, shared by them.
 
-    agree(rank, margin) returns the latest of every rank's now + margin, the same value in every
-    rank.  Each round writes one half of a shared array, then waits at a barrier; a rank can
+    maximum(rank, value) returns the largest of every rank's value, the same in every rank: of
+    now + margin, the agreed start; of an iteration's own time, the slowest rank's (iters:
+    auto).  Each round writes one half of a shared array, then waits at a barrier; a rank can
     only write that half again after passing the next barrier, when every rank has read it."""
 
     def __init__(self, world: int, timeout_s: float):
@@ -36,21 +37,22 @@ class StartClock:
         self._barrier = ctx.Barrier(world)
         self._world, self._timeout_s, self._round = world, timeout_s, 0
 
-    def agree(self, rank: int, margin_s: float) -> float:
+    def maximum(self, rank: int, value: float) -> float:
+        """The largest of every rank's value, the same in every rank (each waits for all)."""
         half = (self._round % 2) * self._world
         self._round += 1
-        self._ready[half + rank] = time.monotonic() + margin_s
+        self._ready[half + rank] = value
         try:
             self._barrier.wait(self._timeout_s)
         except threading.BrokenBarrierError:
-            raise TimeoutError(f"not every rank reached iteration start {self._round} within "
+            raise TimeoutError(f"not every rank reached agreement {self._round} within "
                                f"{self._timeout_s:.0f} s (another rank failed or stalled)") from None
         return max(self._ready[half:half + self._world])
 
 
-def agree_over_gloo(torch, dist, margin_s: float) -> float:
-    """The same agreement over the fabric, for a rank started by hand (no shared StartClock)."""
-    t = torch.tensor([time.monotonic() + margin_s], dtype=torch.float64)
+def maximum_over_gloo(torch, dist, value: float) -> float:
+    """StartClock.maximum over the fabric, for a rank started by hand (no shared StartClock)."""
+    t = torch.tensor([value], dtype=torch.float64)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return float(t.item())
 
@@ -72,10 +74,12 @@ def native_groups(dist, work: list, world: int) -> dict:
 
 
 def run_item(backend, rank: int, w, k: float, margin_s: float, agree, delays: Delays | None = None,
-             done=lambda i: None) -> tuple[dict, float]:
-    """Run one op size or workload entry; returns its record and the start margin that worked."""
+             done=lambda i: None, maximum=None) -> tuple[dict, float]:
+    """Run one op size or workload entry; returns its record and the start margin that worked.
+    With `iters: auto` (w.until) the ranks share each measured iteration's time (maximum: the
+    slowest rank's), so every rank holds the same samples and stops after the same iteration."""
     run = RankRun(backend, rank, w.parts, k, delays)
-    ends, correct, late = [], True, 0
+    ends, correct, late, slowest, first = [], True, 0, [], None
     for i in range(w.warmup + w.iters):
         run.reset()
         recvs = run.post()
@@ -90,6 +94,12 @@ def run_item(backend, rank: int, w, k: float, margin_s: float, agree, delays: De
             ends.append(got)
             late += not on_time
         done(i + 1)
+        if w.until is not None and i >= w.warmup:
+            own = got[0] if w.op else max((e for e in got if e is not None), default=0.0)
+            slowest.append(maximum(own))
+            first = start if first is None else first
+            if w.until.done(slowest, start + slowest[-1] - first):
+                break
     if w.op:
         return {"op": w.op, "bytes": w.nbytes, "times_s": [e[0] for e in ends],
                 "correct": bool(correct) if w.check else None, "late_starts": late}, margin_s
@@ -104,11 +114,14 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://{job['master']}:{job['port']}", rank=job["rank"],
                             world_size=job["world"], timeout=timedelta(seconds=job["timeout_s"]))
     if clock is not None:
-        def agree(margin_s):
-            return clock.agree(job["rank"], margin_s)
+        def maximum(value):
+            return clock.maximum(job["rank"], value)
     else:
-        def agree(margin_s):
-            return agree_over_gloo(torch, dist, margin_s)
+        def maximum(value):
+            return maximum_over_gloo(torch, dist, value)
+
+    def agree(margin_s):
+        return maximum(time.monotonic() + margin_s)
     backend = TorchBackend(torch, dist, native_groups(dist, job["work"], job["world"]))
     delays = Delays(job.get("delays", []), job.get("seed", 0))
     results, workloads, margin = [], [], job["margin_s"]
@@ -118,7 +131,7 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
         return (lambda i: progress.write(f"{item} {i}\n")) if progress else (lambda i: None)
     entry = 0
     for j, w in enumerate(job["work"]):
-        record, margin = run_item(backend, job["rank"], w, job["k"], margin, agree, delays, done(j))
+        record, margin = run_item(backend, job["rank"], w, job["k"], margin, agree, delays, done(j), maximum)
         if w.op:
             results.append(record)
         else:

@@ -127,7 +127,10 @@ def cmd_plan(args) -> int:
     work = works.build(plan, _algorithm(args, profile))
     for i in work:
         t = i.seconds
-        print(f"# workload {i.label} x {i.iters} (+{i.warmup} warmup): " +
+        u = i.until
+        times = (f"auto ({u.min_iters}-{u.max_iters}, until the p50's 95% interval is within {u.width:.0%} or "
+                 f"{u.budget_s:g} s)" if u else i.iters)
+        print(f"# workload {i.label} x {times} (+{i.warmup} warmup): " +
               (f"model {t * 1e6:.1f} us emulated, {t / choice.k * 1e6:.3f} us real" if i.op else
                f"model {t:.3g} s emulated per iteration, {t / choice.k * 1e6:.4g} us real") + f"; {i.algorithm}")
         for c in i.choices:

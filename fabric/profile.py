@@ -12,6 +12,7 @@ import yaml
 
 from collectives import COLLECTIVES
 from fabric.models import DTYPE_BYTES, PRESETS, Model
+from fabric.stats import Until
 from fabric.units import UnitError, parse_flops, parse_fraction, parse_rate, parse_size, parse_time
 
 
@@ -80,6 +81,7 @@ class OpSpec:
     root: int = 0            # broadcast only
     check: bool = True       # verify each result (nccl-tests -c); off saves the host's CPU on big sweeps
     algorithm: str = "auto"  # collectives/algorithms: auto (the model's fastest) or one that runs the op
+    until: Until | None = None   # iters: auto (fabric.stats.Until); iters is then its max_iters
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ _LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "o
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
 _FLAT_KEYS = {"kind", "ranks", "link"}
 _TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
-_OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root", "check", "algorithm"}
+_OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root", "check", "algorithm", "budget"}
 MAX_RANKS = 64  # one process per rank on one host; beyond this the host, not the fabric, is measured
 
 
@@ -430,14 +432,15 @@ def _parse_workload(c: _Checker, value, topology: Topology, gpu: Gpu) -> tuple[t
         if isinstance(entry, dict) and len(entry) == 1 and next(iter(entry)) in KINDS:
             kind, spec = next(iter(entry.items()))
             cls = KINDS[kind]
-            c.mapping(spec, f"{key}.{kind}", cls.keys | {"algorithm"}, required=cls.required)
-            w = cls.parse(c, {k: v for k, v in spec.items() if k != "algorithm"}, f"{key}.{kind}", ctx)
+            c.mapping(spec, f"{key}.{kind}", cls.keys | {"algorithm", "budget"}, required=cls.required)
+            w = cls.parse(c, {k: v for k, v in spec.items() if k not in ("algorithm", "budget")}, f"{key}.{kind}", ctx)
             from workloads.base import ops_of
             algorithm = _algorithm(c, spec.get("algorithm", "auto"), f"{key}.{kind}.algorithm",
                                    ops_of(w.phases(topology.ranks)))
-            entries.append(Entry(w.label, w, iters=c.integer(spec.get("steps", 4), f"{key}.{kind}.steps", 1, 10000),
+            iters, until = _iterations(c, spec, "steps", 4, f"{key}.{kind}", 10000)
+            entries.append(Entry(w.label, w, iters=iters,
                                  warmup=c.integer(spec.get("warmup", 1), f"{key}.{kind}.warmup", 0, 10000),
-                                 config={kind: spec}, algorithm=algorithm))
+                                 config={kind: spec}, algorithm=algorithm, until=until))
             continue
         if isinstance(entry, dict) and "op" not in entry and len(entry) == 1:
             c.fail(f"{key}.{next(iter(entry))}", f"unknown workload; expected op: or one of {', '.join(KINDS)}")
@@ -466,13 +469,29 @@ def _parse_op(c: _Checker, entry, key: str, topology: Topology) -> OpSpec:
     check = entry.get("check", True)
     if not isinstance(check, bool):
         c.fail(f"{key}.check", f"expected true or false, got {check!r}")
+    iters, until = _iterations(c, entry, "iters", OpSpec.iters, key, 100000)
     return OpSpec(
-        op=op, sizes=sizes,
-        iters=c.integer(entry.get("iters", OpSpec.iters), f"{key}.iters", 1, 100000),
+        op=op, sizes=sizes, iters=iters, until=until,
         warmup=c.integer(entry.get("warmup", OpSpec.warmup), f"{key}.warmup", 0, 100000),
         splits=splits, root=root, check=check,
         algorithm=_algorithm(c, entry.get("algorithm", "auto"), f"{key}.algorithm", {op}, world=True),
     )
+
+
+def _iterations(c: _Checker, entry: dict, name: str, default: int, key: str, hi: int) -> tuple[int, Until | None]:
+    """`iters` (`steps` for a workload): a whole number, or auto with an optional `budget:` of
+    wall time for the measured iterations (fabric.stats.Until)."""
+    value = entry.get(name, default)
+    if value == "auto":
+        budget = c.time(entry.get("budget", f"{Until.budget_s:g}s"), f"{key}.budget")
+        if budget <= 0:
+            c.fail(f"{key}.budget", f"expected a wall time > 0, got {entry['budget']!r}")
+        return Until.max_iters, Until(budget_s=budget)
+    if "budget" in entry:
+        c.fail(f"{key}.budget", f"applies to {name}: auto only")
+    if isinstance(value, str):
+        c.fail(f"{key}.{name}", f"expected a whole number between 1 and {hi} or auto, got {value!r}")
+    return c.integer(value, f"{key}.{name}", 1, hi), None
 
 
 _RANK_KEYS = {"rank", "delay", "distribution", "std", "shape"}

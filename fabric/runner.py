@@ -60,7 +60,12 @@ def sizing(plan: Plan, work: list[Work]) -> Sizing:
                 for s in range(n) for d in range(n) if s != d), default=0.0)
     margin = 0.005 + 2 * back     # doubled by a rank that was late
     late = sum(law[1] for laws in delay_laws(plan.profile, plan.scale).values() for law in laws)
-    total = sum((i.warmup + i.iters) * (5 * i.seconds + 5 * i.calls * late + 2 * margin + 0.05) for i in work)
+    def bound(i: Work) -> float:     # iters: auto stops once past its budget, or at min_iters
+        each = 5 * i.seconds + 5 * i.calls * late + 2 * margin + 0.05
+        if i.until is None:
+            return (i.warmup + i.iters) * each
+        return min((i.warmup + i.iters) * each, (i.warmup + i.until.min_iters + 1) * each + i.until.budget_s)
+    total = sum(map(bound, work))
     longest = max((i.seconds for i in work), default=0.0)
     return Sizing(margin, op_timeout_s=30 + 20 * longest + CAP * late, run_timeout_s=120 + total)
 
@@ -80,7 +85,7 @@ def _tracker(progress, what: str, work: list[Work]):
 
     def on_progress(j: int, done: int) -> None:
         i = work[j]
-        stage = "warmup" if done <= i.warmup else f"{done - i.warmup} of {i.iters}"
+        stage = "warmup" if done <= i.warmup else f"{done - i.warmup} of {'up to ' if i.until else ''}{i.iters}"
         progress.update(before[j] + done * i.seconds, f"{what}{j + 1} of {len(work)}: {i.label} ({stage})")
     return on_progress
 

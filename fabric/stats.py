@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import random
+from dataclasses import dataclass
 
 QUANTILES = (("min", 0), ("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))
 CONFIDENCE = 0.95
@@ -85,3 +86,28 @@ def ratio_interval(base: list[float], other: list[float], q: float = 50, confide
 def fmt(value: float | None, n: int, spec: str = ".1f") -> str:
     """A percentile for a table: the value, or "n/a (n=12)" where the samples cannot carry it."""
     return f"n/a (n={n})" if value is None else format(value, spec)
+
+
+@dataclass(frozen=True)
+class Until:
+    """`iters: auto`: measure until the median's 95 % interval is within `width` of the median
+    (its full width over the median), or until `budget_s` of wall time has gone on measured
+    iterations, but never fewer than min_iters (so p95 is there) nor more than max_iters."""
+    min_iters: int = 20
+    max_iters: int = 400
+    width: float = 0.05
+    budget_s: float = 60.0
+
+    def done(self, samples: list[float], elapsed_s: float) -> bool:
+        n = len(samples)
+        if n < self.min_iters:
+            return False
+        if n >= self.max_iters or elapsed_s >= self.budget_s:
+            return True
+        return relative_width(samples) <= self.width
+
+
+def relative_width(samples: list[float]) -> float:
+    """The median's 95 % interval, its width over the median (inf where there is none)."""
+    ci, mid = median_interval(samples), percentile(samples, 50) if samples else 0.0
+    return (ci[1] - ci[0]) / mid if ci and mid > 0 else math.inf

@@ -41,6 +41,7 @@ class Work:
     nbytes: int = 0
     spec: object = None         # the OpSpec or workload Entry it came from
     check: bool = True
+    until: object = None        # fabric.stats.Until: iters: auto stops the ranks early (iters is the cap)
 
     @property
     def seconds(self) -> float:
@@ -130,7 +131,7 @@ class Builder:
         call = Call(spec.op, (world,), count, coll.dtype, matrix=mat, root=spec.root)
         part, choice = self.choose(call, f"{spec.op} {nbytes} B", spec.algorithm)
         return Work(f"{spec.op} {nbytes} B", [part], spec.iters, spec.warmup, self.predicted(call, spec.algorithm),
-                    [choice], op=spec.op, nbytes=nbytes, spec=spec, check=spec.check)
+                    [choice], op=spec.op, nbytes=nbytes, spec=spec, check=spec.check, until=spec.until)
 
     def entry(self, e) -> Work:
         from workloads.base import Compute, Drain, Transfer, call_of
@@ -149,7 +150,8 @@ class Builder:
                 part, choice = self.choose(call, phase.label, e.algorithm, overlap)
                 parts.append(part)
                 choices.append(choice)
-        return Work(e.label, parts, e.iters, e.warmup, predict(self.plan, parts), _distinct(choices), spec=e)
+        return Work(e.label, parts, e.iters, e.warmup, predict(self.plan, parts), _distinct(choices), spec=e,
+                    until=e.until)
 
 
 def _distinct(choices: list[Choice]) -> list[Choice]:

@@ -251,3 +251,23 @@ def test_two_runs_at_once_do_not_collide(write_profile, tmp_path):
     ids = {json.loads((tmp_path / f"o{i}" / "results.json").read_text())["emulation"]["run_id"] for i in range(2)}
     assert len(ids) == 2
     nothing_left()
+
+
+def test_iters_auto_stops_every_rank_at_the_same_iteration(write_profile, tmp_path):
+    """iters: auto: the ranks share each iteration's slowest time, so they hold the same samples
+    and stop together; a spent budget stops at min_iters (20), a tiny, steady op before 400."""
+    path = write_profile(flat(ranks=3, workload=[
+        {"op": "all_reduce", "bytes": "4KiB", "iters": "auto", "warmup": 1, "budget": "1ms"},
+        {"op": "all_reduce", "bytes": "64KiB", "iters": "auto", "warmup": 1, "budget": "20s"},
+        {"tp_decode": {"model": "llama-3.1-8b", "batch": 1, "tp": 3, "layers": 1, "layer_time": "1ms",
+                       "steps": "auto", "budget": "1ms"}}]))
+    proc = fabric("run", str(path), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    doc = json.loads((tmp_path / "o" / "results.json").read_text())
+    spent, steady = doc["results"]
+    assert spent["iters"] == 20 and doc["workloads"][0]["iters"] == 20
+    assert 20 <= steady["iters"] < 400 and steady["time_us"]["p95"] is not None
+    lo, hi = steady["time_us"]["p50_ci"]
+    assert (hi - lo) / steady["time_us"]["p50"] <= 0.05 or steady["iters"] > 20
+    assert all(len(t) == r["iters"] for r in doc["results"] for t in r["rank_time_us"])
+    nothing_left()

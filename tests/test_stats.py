@@ -1,5 +1,6 @@
 """Percentiles only where the samples carry them, and intervals that cover what they claim."""
 import random
+import re
 
 import pytest
 
@@ -50,3 +51,33 @@ def test_ratio_interval_coverage():
         lo, hi = ratio_interval(a, b)
         covered += lo <= 1.5 <= hi
     assert covered / trials == pytest.approx(0.95, abs=0.05)
+
+
+def test_iters_auto_stops_when_the_median_is_pinned_or_the_budget_is_spent():
+    from fabric.stats import Until, relative_width
+    u = Until(min_iters=20, max_iters=100, width=0.05, budget_s=60)
+    steady = [1.0 + 0.001 * (i % 7) for i in range(20)]
+    assert not u.done(steady[:19], 0.0)                 # never below min_iters, however steady
+    assert relative_width(steady) < 0.05 and u.done(steady, 0.0)
+    rng = random.Random(5)
+    noisy = [rng.lognormvariate(0, 1.0) for _ in range(40)]
+    assert relative_width(noisy) > 0.05 and not u.done(noisy, 59.0)
+    assert u.done(noisy, 60.0)                          # the budget ends it
+    assert u.done(noisy * 3, 0.0)                       # and max_iters (120 >= 100)
+    assert relative_width([1.0] * 5) == float("inf")    # no interval below 6 samples
+
+
+def test_iters_auto_in_a_profile():
+    from conftest import flat
+    from fabric.profile import ProfileError, parse
+    from fabric.stats import Until
+    p = parse(flat(ranks=2, workload=[{"op": "all_reduce", "bytes": "4KiB", "iters": "auto", "budget": "30s"}]), "f.yaml")
+    assert p.workload[0].until == Until(budget_s=30.0) and p.workload[0].iters == Until.max_iters
+    w = parse(flat(ranks=2, workload=[{"tp_decode": {"model": "llama-3.1-8b", "batch": 1, "tp": 2, "layers": 1,
+                                                     "steps": "auto"}}]), "f.yaml")
+    assert w.workloads[0].until == Until()
+    for entry, words in (({"iters": 10, "budget": "5s"}, "workload[0].budget: applies to iters: auto only"),
+                         ({"iters": "lots"}, "workload[0].iters: expected a whole number between 1 and 100000 or auto"),
+                         ({"iters": "auto", "budget": "0s"}, "workload[0].budget: expected a wall time > 0")):
+        with pytest.raises(ProfileError, match=re.escape(words)):
+            parse(flat(ranks=2, workload=[{"op": "all_reduce", "bytes": "4KiB", **entry}]), "f.yaml")

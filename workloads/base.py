@@ -110,6 +110,7 @@ class Entry:
     warmup: int = 1
     config: dict = field(default_factory=dict, compare=False)   # the entry as given, for results.json
     algorithm: str = "auto"  # of every collective call of the entry (collectives/algorithms)
+    until: object = None     # steps: auto (fabric.stats.Until); iters is then its max_iters
 
 
 def p99_text(quantiles: dict, spec: str = ",.1f") -> str:

@@ -161,11 +161,12 @@ def summarize(rx: dict, tx: dict, sink: dict, source: dict) -> Measured:
     # not the network's: subtract it, as if the kernel had answered (like ping)
     turnaround = {r[0]: r[3] - r[2] for r in rx["records"]}
     rtts = sorted(back - tx_at.get(seq, sent) - turnaround.get(seq, 0) for seq, sent, back in tx["echoes"])
+    p99 = _tail(delays, 99)
     return Measured(
         probes=tx["sent"],
-        one_way_p50_s=_pct(delays, 50) * 1e-9, one_way_p99_s=_tail(delays, 99),
+        one_way_p50_s=_pct(delays, 50) * 1e-9, one_way_p99_s=p99,
         jitter_std_s=(statistics.pstdev(delays) if len(delays) > 1 else 0.0) * 1e-9,
-        jitter_p99_p50_s=None if _tail(delays, 99) is None else _tail(delays, 99) - _pct(delays, 50) * 1e-9,
+        jitter_p99_p50_s=None if p99 is None else p99 - _pct(delays, 50) * 1e-9,
         jitter_iqr_s=(_pct(delays, 75) - _pct(delays, 25)) * 1e-9,
         loss=1 - got / tx["sent"] if tx["sent"] else 0.0,
         reordered=late / got if got else 0.0,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fabric.stats import percentile, tail
+from fabric.stats import percentile, summary
 
 Group = tuple[int, ...]
 Flow = tuple[int, int, int]
@@ -136,8 +136,5 @@ class Timings:
     def percentiles(self, values: list[float], scale: float = 1e6) -> dict:
         """n, and p50, p95, p99 of emulated values on the real fabric x scale (µs by default);
         None where n cannot carry the percentile (fabric.stats)."""
-        out: dict = {"n": len(values)}
-        for name, q in (("p50", 50), ("p95", 95), ("p99", 99)):
-            v = tail(values, q)
-            out[name] = None if v is None else v / self.k * scale
-        return out
+        s = summary(values, scale / self.k)
+        return {q: s[q] for q in ("n", "p50", "p95", "p99")}

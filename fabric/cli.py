@@ -70,7 +70,7 @@ def _choose(profile, args, calibrate_if_missing: bool):
     if cal is None and calibrate_if_missing:
         from fabric.runner import calibrate
         cal = calibrate(log=_log)
-    return scale.choose(profile, cal or scale.DEFAULT)
+    return scale.choose(profile, cal or scale.DEFAULT, _algorithm(args, profile))
 
 
 def cmd_doctor(args) -> int:

@@ -22,6 +22,8 @@ CLONE_NEWNET = 0x40000000
 # TcpExt counters of segments a receiving host threw away: its socket's queue or backlog full,
 # its buffer pruned, out-of-order queue full, or a zero window
 RECEIVER_DROPS = ("TCPRcvQDrop", "TCPBacklogDrop", "RcvPruned", "OfoPruned", "TCPOFODrop", "TCPZeroWindowDrop")
+# ... and the times TCP's memory, shared by every namespace of the kernel (net.ipv4.tcp_mem), ran short
+MEMORY = ("TCPMemoryPressures", "TCPRcvCollapsed", "PruneCalled")
 PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 
 
@@ -161,7 +163,7 @@ class Emulation:
         net, bits = r.dst.split("/")
         try:
             ipr.route("replace", dst=net, dst_len=int(bits), oif=idx, prefsrc=r.src, proto=2, scope=253,
-                      metrics={"initcwnd": r.window, "initrwnd": r.window})
+                      metrics=r.metrics())
         except NetlinkError as exc:
             raise EmulationError(f"{node.name}: {r.text()} failed: {exc.args[-1]} (errno {exc.code})") from None
 
@@ -242,7 +244,8 @@ class Emulation:
         retransmission timeouts and tail-loss probes (/proc/net/netstat TCPTimeouts,
         TCPLossProbes: they resend without a drop when an ACK is late), and segments the rank's
         own TCP threw away on receipt (RECEIVER_DROPS), which no qdisc counter sees."""
-        out: dict[str, list[int]] = {"retransmitted": [], "timeouts": [], "loss_probes": [], "receiver_drops": []}
+        out: dict = {"retransmitted": [], "timeouts": [], "loss_probes": [], "receiver_drops": [],
+                     "receiver_drops_by": {k: [] for k in RECEIVER_DROPS + MEMORY}}
         for h in self.plan.hosts:
             pid = self.nodes[h.name].pid
             snmp, ext = _proc_counters(f"/proc/{pid}/net/snmp", "Tcp:"), _proc_counters(f"/proc/{pid}/net/netstat", "TcpExt:")
@@ -250,6 +253,9 @@ class Emulation:
             out["timeouts"].append(ext.get("TCPTimeouts", 0))
             out["loss_probes"].append(ext.get("TCPLossProbes", 0))
             out["receiver_drops"].append(sum(ext.get(k, 0) for k in RECEIVER_DROPS))
+            for k, counts in out["receiver_drops_by"].items():
+                counts.append(ext.get(k, 0))
+        out["receiver_drops_by"] = {k: v for k, v in out["receiver_drops_by"].items() if any(v)}
         return out
 
     # ---- undoing --------------------------------------------------------------------

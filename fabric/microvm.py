@@ -142,7 +142,12 @@ def guest_script(argv: list[str], env: str, rwdirs: list[str], cwd: str) -> str:
         [f"mount --rbind /{d} {VM_ROOT}/{d}" for d in ("proc", "sys", "dev")] +
         [f"mount --bind /tmp {VM_ROOT}/tmp", f"mount -t tmpfs fabric {VM_ROOT}/run"] +
         [f"mkdir -p {VM_ROOT}{q(d)} && mount --bind {q(d)} {VM_ROOT}{q(d)}" for d in rwdirs])
-    return (f"mkdir -p {VM_ROOT} && if {binds}; then exec chroot {VM_ROOT} sh -c {q(inner)}; "
+    # TCP's memory is one pool for every namespace of a kernel (net.ipv4.tcp_mem, by default about
+    # 1/16 of RAM at most): 56 connections with 16 MiB windows need more.  The guest's kernel is
+    # fabric's alone, so it may have up to 3/4 of its RAM; on a user's own kernel fabric leaves it.
+    tcp_mem = ("p=$(awk '/MemTotal/ {print int($2 / 4)}' /proc/meminfo) && "
+               "sysctl -qw net.ipv4.tcp_mem=\"$((p / 4)) $((p / 2)) $((p * 3 / 4))\"; ")
+    return (f"{tcp_mem}mkdir -p {VM_ROOT} && if {binds}; then exec chroot {VM_ROOT} sh -c {q(inner)}; "
             f"else echo 'fabric: no cached root in the microVM, running from the uncached one (slower)' >&2; "
             f"{inner}; fi")
 

@@ -3,7 +3,7 @@ tail (p99), the bottleneck link and bus efficiency, the α-β model, and the rea
 from __future__ import annotations
 
 from collectives.algorithms import ALGORITHMS, BASELINE
-from fabric.stats import fmt, needed
+from fabric.stats import fmt, fmt_interval, needed
 from fabric.units import fmt_rate, fmt_time
 
 _COLS = [("size", "(B)", 11), ("count", "(elements)", 10), ("type", "", 7), ("algo", "", 12), ("n", "", 4),
@@ -37,8 +37,15 @@ def header(doc: dict) -> list[str]:
         r = t["retransmitted"]
         lines.append(f"# TCP retransmitted segments: {sum(r):,}" + (
             f" (per rank: {' '.join(map(str, r))}; {sum(t['timeouts']):,} timeouts, {sum(t['loss_probes']):,}"
-            f" tail-loss probes; receivers threw away {sum(t['receiver_drops']):,} segments)" if sum(r) else ""))
+            f" tail-loss probes; receivers threw away {sum(t['receiver_drops']):,} segments)" if sum(r) else "")
+            + _memory_pressure(t.get("receiver_drops_by") or {}))
     return lines
+
+
+def _memory_pressure(by: dict) -> str:
+    """TCP's memory ran short (one pool per kernel, net.ipv4.tcp_mem): a host limit, not the fabric's."""
+    n = sum(by.get("TCPMemoryPressures", []))
+    return f"; TCP memory pressure {n:,} times (net.ipv4.tcp_mem of this kernel)" if n else ""
 
 
 def _dropped(d: dict | None) -> str:
@@ -182,7 +189,7 @@ def stragglers_table(doc: dict) -> list[str]:
         ci = (r.get("ratio_ci") or {}).get("p50")
         last = max(range(len(counts)), key=counts.__getitem__)
         lines.append(f"{(str(n) if nb == n else f'{nb}/{n}'):>6} {_t(b['p50']):>10} {_t(sl['p50']):>10} {_x(x['p50']):>6} "
-                     f"{(f'{ci[0]:.2f}-{ci[1]:.2f}' if ci else fmt(None, min(n, nb))):>12} {_tn(b['p99'], nb):>10} "
+                     f"{fmt_interval(ci, min(n, nb)):>12} {_tn(b['p99'], nb):>10} "
                      f"{_tn(sl['p99'], n):>10} {_x(x['p99']):>6} {_tn(add['p99'], min(n, nb)):>10} "
                      f"{f'r{last} {counts[last]}/{sum(counts)}':>9}  {r['name']}")
         skew = [f"r{i} {v:.3g}" for i, v in enumerate(r["skew_us"]) if v is not None]

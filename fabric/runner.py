@@ -190,12 +190,9 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-CALIBRATION_RANKS = 4   # enough ranks to share the CPU the way real runs do
-
-
 def calibrate(log=print) -> scale.Calibration:
     """Measure this host's software overhead and capacity with a real run on an unshaped link."""
-    n = CALIBRATION_RANKS
+    n = scale.CALIBRATION_RANKS
     profile = parse({
         "name": "calibration", "description": f"{n} ranks on a link shaped far above what they move",
         "scale": 1, "links": {"unshaped": {"rate": "100Gbit/s"}},
@@ -210,8 +207,8 @@ def calibrate(log=print) -> scale.Calibration:
     # what the ranks move together: each sends (n-1)/n of its buffer to n-1 peers at once, through
     # the same classes, bridge and filters as a run's many flows
     cal = scale.measured(overhead_s=small["time_us"]["p50"] * 1e-6 / steps,
-                         capacity_bps=n * large["busbw_GBps"] * 8e9)
+                         capacity_bps=n * large["busbw_GBps"] * 8e9, add_Bps=scale.add_rate())
     scale.store(cal)
     log(f"fabric: host overhead {cal.overhead_s * 1e6:.0f} us per step, capacity "
-        f"{cal.capacity_bps / 1e9:.2f} Gbit/s")
+        f"{cal.capacity_bps / 1e9:.2f} Gbit/s, additions {cal.add_Bps / 1e9:.2f} GB/s")
     return cal

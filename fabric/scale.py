@@ -8,7 +8,12 @@
     smallest emulated latency of a step (so the emulated latency, not gloo and Python, dominates
     small messages).  A step's receive is posted before the start (collectives.executor), so a
     step's latency is the one-way path between the closest pair of ranks, plus the endpoint's
-    cost per step over that link.
+    cost per step over that link;
+  * what the host itself spends on one iteration of each op and workload entry, as its schedule
+    runs it (a send and a receive per transfer, numpy's additions per reduced byte: host_seconds),
+    stays at most HOST_SHARE of the iteration's emulated model time.  The per-step rule above
+    sees one pair; this one sees every transfer a step puts on the host's few CPUs at once: an
+    8-rank direct step is 56 transfers, a 4-rank ring step 4.
 The host figures come from a calibration: a real 4-rank run over an unshaped link, measured
 once and cached per kernel and CPU count (`fabric calibrate` re-measures).
 """
@@ -28,6 +33,12 @@ from fabric.profile import Profile
 # the capacity together kept bus efficiency >= 0.95 (8 ranks x 1 Gbit/s); ~0.9 of it dropped to 0.85.
 RATE_SHARE = 0.5
 LATENCY_SHARE = 0.10
+# The host's share of an iteration adds to the measured time nearly one for one where messages
+# are small (microVM, nvlink4-h100, k = 50 000: two-shot's 2 x 56 transfers at ~0.45 ms each,
+# 13 % of its 7.7 us model, measured 1.15-1.19x; one-shot's 56, 8.5 %, measured 1.08-1.12x).
+HOST_SHARE = 0.25
+CALIBRATION_RANKS = 4   # enough ranks to share the CPU the way real runs do; a ring step: 4 transfers
+CALIBRATION_VERSION = 2  # cached figures of an older calibration lack some: measured again
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class Calibration:
     capacity_bps: float      # traffic 4 ranks move at once, unshaped (sum over the ranks' sends)
     method: str
     key: str = ""
+    add_Bps: float = 1e9     # bytes of float32 one process adds per second (numpy, a += b)
 
 
 DEFAULT = Calibration(overhead_s=300e-6, capacity_bps=4e9,
@@ -43,7 +55,7 @@ DEFAULT = Calibration(overhead_s=300e-6, capacity_bps=4e9,
 
 
 def host_key() -> str:
-    return f"{platform.node()}|{platform.release()}|{os.cpu_count()}"
+    return f"{platform.node()}|{platform.release()}|{os.cpu_count()}|v{CALIBRATION_VERSION}"
 
 
 def cache_path() -> Path:
@@ -104,22 +116,71 @@ def step_latency(profile: Profile) -> float:
     return min((t for t in (step(s, d) for s in range(n) for d in range(n) if s != d) if t > 0), default=0.0)
 
 
-def choose(profile: Profile, cal: Calibration) -> Choice:
+def host_seconds(work, cal: Calibration, ranks: int) -> float:
+    """Host time one iteration of `work` (fabric.work.Work) costs beside the wire: each transfer's
+    send and receive, at the calibration's per-step cost shared by the transfers of its ring step
+    (measured natively on 2 CPUs, 4 KiB, unshaped, 30 iterations: per transfer of a step 64, 55,
+    48 us for 4, 8, 16-rank ring steps and 84-105, 61-74, 50-61 us for direct ones: one figure per
+    transfer, 0.75-1.6x the 4-rank ring's), and each reduced byte at numpy's rate on min(CPUs, ranks) CPUs at once."""
+    xfers = added = 0
+    for part in work.parts:
+        s = part.schedule
+        if s is None:
+            continue
+        for x in s.xfers:
+            xfers += not x.local
+            added += x.count * s.item if x.reduce else 0
+    cpus = max(1, min(os.cpu_count() or 1, ranks))
+    return xfers * cal.overhead_s / CALIBRATION_RANKS + added / (cal.add_Bps * cpus)
+
+
+def host_bound(profile: Profile, cal: Calibration, algorithm: str = "auto") -> tuple[float, str]:
+    """The k that keeps every op's and workload entry's host time within HOST_SHARE of its
+    emulated model time, and the entry that sets it."""
+    from fabric import work as works
+    from fabric.plan import build
+    plan = build(profile, 1.0)
+    need, label = 0.0, ""
+    for w in works.build(plan, algorithm):
+        if w.seconds > 0:
+            k = host_seconds(w, cal, plan.ranks) / (HOST_SHARE * w.seconds)
+            if k > need:
+                need, label = k, f"{w.label} ({w.algorithm})"
+    return need, label
+
+
+def choose(profile: Profile, cal: Calibration, algorithm: str = "auto") -> Choice:
     if profile.scale is not None:
         return Choice(profile.scale, "fixed in the profile")
     port = profile.link(profile.topology.intra).rate_bps
     k_rate = port * profile.topology.ranks / (RATE_SHARE * cal.capacity_bps)
     alpha = step_latency(profile)
     k_lat = cal.overhead_s / (LATENCY_SHARE * alpha) if alpha else 0.0
-    k = nice_ceil(max(1.0, k_rate, k_lat))
+    k_host, heaviest = host_bound(profile, cal, algorithm)
+    k = nice_ceil(max(1.0, k_rate, k_lat, k_host))
     why = (f"auto: rate needs k >= {k_rate:.3g} ({profile.topology.ranks} ranks x their port's rate within "
            f"{RATE_SHARE:.0%} of {cal.capacity_bps / 1e9:.3g} Gbit/s host capacity)")
     if alpha:
         why += (f", latency needs k >= {k_lat:.3g} ({cal.overhead_s * 1e6:.0f} us host overhead per step within "
                 f"{LATENCY_SHARE:.0%} of the smallest step latency, {alpha * 1e6:.3g} us real)")
+    if heaviest:
+        why += (f", host work needs k >= {k_host:.3g} ({heaviest}: its transfers and additions within "
+                f"{HOST_SHARE:.0%} of its model time)")
     return Choice(k, why + f"; host figures: {cal.method}")
 
 
-def measured(overhead_s: float, capacity_bps: float) -> Calibration:
+def measured(overhead_s: float, capacity_bps: float, add_Bps: float) -> Calibration:
     return Calibration(overhead_s, capacity_bps,
-                       f"measured {time.strftime('%Y-%m-%d %H:%M')} on this host", host_key())
+                       f"measured {time.strftime('%Y-%m-%d %H:%M')} on this host", host_key(), add_Bps)
+
+
+def add_rate() -> float:
+    """Bytes of float32 this process adds per second, as a rank lands a reduced receive (best of 5)."""
+    import numpy as np
+    a, b = np.ones(1 << 22, np.float32), np.ones(1 << 22, np.float32)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        a += b
+        best = min(best, time.perf_counter() - t)
+    return a.nbytes / best

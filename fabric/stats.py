@@ -88,6 +88,11 @@ def fmt(value: float | None, n: int, spec: str = ".1f") -> str:
     return f"n/a (n={n})" if value is None else format(value, spec)
 
 
+def fmt_interval(ci, n: int | str) -> str:
+    """A ratio's 95 % interval for a table ("1.02-1.09"), or "n/a (n=4)" where there is none."""
+    return f"{ci[0]:.2f}-{ci[1]:.2f}" if ci else f"n/a (n={n})"
+
+
 @dataclass(frozen=True)
 class Until:
     """`iters: auto`: measure until the median's 95 % interval is within `width` of the median

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fabric import results
 from fabric.profile import ProfileError, parse
-from fabric.stats import fmt
+from fabric.stats import fmt, fmt_interval
 from fabric.units import fmt_time
 
 
@@ -103,7 +103,7 @@ def table(sweep: dict) -> str:
             ci = (row.get("ratio_ci") or {}).get("p50")
             p99 = fmt(None, n) if s["p99"] is None else fmt_time(s["p99"] * 1e-6)
             lines.append(f"{str(point['value']):>10} {n:>5} {fmt_time(s['p50'] * 1e-6):>10} {p99:>10} "
-                         f"{_x(x['p50']):>6} {(f'{ci[0]:.2f}-{ci[1]:.2f}' if ci else 'n/a'):>12} {_x(x['p99']):>6}"
+                         f"{_x(x['p50']):>6} {fmt_interval(ci, n):>12} {_x(x['p99']):>6}"
                          f"  {row['name']}")
     return "\n".join(lines)
 

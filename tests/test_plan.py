@@ -75,6 +75,25 @@ def test_netem_limit_covers_the_bandwidth_delay_product():
     assert queue_limit(1e6, 0, 0) * FRAME >= 4 * INIT_WINDOW          # what four connections send at once
 
 
+def test_every_queue_holds_the_windows_of_every_connection_through_it():
+    """An incast: all 7 peers' windows may land in a rank's receiving port at once; an uplink
+    carries every pair between its domain and the rest."""
+    plan = build(parse(flat(ranks=8, rate="1Gbit/s"), "f.yaml"), 1.0)
+    f = plan.mtu + 14
+    (into,) = plan.shapers["fab0000s0:fab0000p3"].bands
+    assert into.limit * f >= 7 * INIT_WINDOW
+    port = plan.shapers["fab0000h3:" + plan.host_intf(3)]
+    assert all(b.limit * f >= 4 * INIT_WINDOW for b in port.bands)     # one connection per destination class
+    two = build(parse({"name": "t", "description": "d", "scale": 1,
+                       "links": {"nv": {"rate": "1Gbit/s"}, "ib": {"rate": "1Gbit/s"}},
+                       "topology": {"kind": "two_tier", "domains": 2, "ranks_per_domain": 4, "intra": "nv",
+                                    "inter": "ib"},
+                       "workload": [{"op": "all_reduce", "bytes": "1KiB"}]}, "t.yaml"), 1.0)
+    for name in ("fab0000s0:fab0000u0", "fab0000core:fab0000d1"):
+        (band,) = two.shapers[name].bands
+        assert band.limit * (two.mtu + 14) >= 16 * INIT_WINDOW        # 4 x 4 pairs cross it
+
+
 def test_jumbo_frames_only_where_a_packets_wire_time_is_small_and_nothing_is_lost():
     assert mtu(parse(dict(flat(rate="450GB/s", latency="2us")), "f.yaml")) == 45000     # 5 % of 900 kB
     assert mtu(parse(dict(flat(rate="3.2TB/s", latency="2us")), "f.yaml")) == JUMBO_MTU

@@ -39,9 +39,51 @@ def test_latency_bound_uses_the_closest_pair_one_way_with_its_step_cost():
     assert step_latency(p2) == pytest.approx(1.5e-6)
 
 
-def test_auto_without_latency_only_looks_at_rates():
+def test_auto_without_latency_looks_at_rates_and_host_work():
     p = parse(dict(flat(rate="100Gbit/s"), scale="auto"), "f")
-    assert choose(p, Calibration(1.0, 4e9, "t")).k == nice_ceil(100e9 * 4 / (0.5 * 4e9))
+    assert choose(p, Calibration(1e-9, 4e9, "t", add_Bps=1e15)).k == nice_ceil(100e9 * 4 / (0.5 * 4e9))
+    # a slow host: the 1 MiB all-reduce's transfers and additions set k, and the reason says so
+    c = choose(p, Calibration(1.0, 4e9, "t"))
+    assert c.k > nice_ceil(100e9 * 4 / (0.5 * 4e9)) and "all_reduce 1048576 B" in c.reason
+
+
+def _works(profile, algorithm="auto"):
+    from fabric import work as works
+    from fabric.plan import build
+    return works.build(build(profile, 1.0), algorithm)
+
+
+@pytest.mark.parametrize("algorithm,xfers,added", [
+    ("one_shot", 8 * 7, 8 * 7 * 4096),         # every rank sends S to 7 others, each adds 7 x S
+    ("two_shot", 2 * 8 * 7, 8 * 7 * 512),      # reduce-scatter then all-gather, 7 blocks of S/8 added per rank
+    ("ring", 2 * 7 * 8, 8 * 7 * 512),          # 2(n-1) steps of 8 transfers; n-1 blocks added per rank
+])
+def test_host_seconds_counts_every_transfer_and_added_byte(algorithm, xfers, added):
+    from fabric.scale import CALIBRATION_RANKS, host_seconds
+    p = parse(flat(ranks=8, rate="100Gbit/s", workload=[{"op": "all_reduce", "bytes": "4KiB"}]), "f")
+    (w,) = _works(p, algorithm)
+    per_xfer, per_byte = Calibration(4e-3, 1e9, "t", add_Bps=1e18), Calibration(0.0, 1e9, "t", add_Bps=1e9)
+    assert host_seconds(w, per_xfer, 8) == pytest.approx(xfers * 4e-3 / CALIBRATION_RANKS, rel=1e-6)
+    import os
+    cpus = min(os.cpu_count() or 1, 8)
+    assert host_seconds(w, per_byte, 8) == pytest.approx(added / (1e9 * cpus))
+
+
+def test_host_work_raises_k_for_many_transfers_per_step():
+    """A direct 8-rank step is 56 transfers: at the same latency the one-shot all-reduce needs a
+    larger k than the ring of 8 transfers per step, and k keeps its host time within HOST_SHARE."""
+    from fabric.scale import HOST_SHARE, host_bound, host_seconds
+    p = parse({"name": "t", "description": "d", "scale": "auto",
+               "links": {"nv": {"rate": "450GB/s", "latency": "2us"}},
+               "topology": {"kind": "flat", "ranks": 8, "link": "nv"},
+               "workload": [{"op": "all_reduce", "bytes": "4KiB"}]}, "t.yaml")
+    cal = Calibration(overhead_s=1e-3, capacity_bps=1e12, method="t")
+    ring, one_shot = host_bound(p, cal, "ring")[0], host_bound(p, cal, "one_shot")[0]
+    assert one_shot > 5 * ring > 0
+    k = choose(p, cal, "one_shot").k
+    (w,) = _works(p, "one_shot")
+    assert host_seconds(w, cal, 8) <= HOST_SHARE * w.seconds * k
+    assert "one_shot" in choose(p, cal, "one_shot").reason
 
 
 def test_a_faster_uplink_than_the_ports_does_not_raise_k():
@@ -50,4 +92,4 @@ def test_a_faster_uplink_than_the_ports_does_not_raise_k():
                "links": {"port": {"rate": "1Gbit/s"}, "up": {"rate": "10Tbit/s"}},
                "topology": {"kind": "two_tier", "domains": 2, "ranks_per_domain": 4, "intra": "port", "inter": "up"},
                "workload": [{"op": "all_reduce", "bytes": "1KiB"}]}, "t.yaml")
-    assert choose(p, Calibration(1e-6, 4e9, "t")).k == nice_ceil(8 * 1e9 / (0.5 * 4e9))
+    assert choose(p, Calibration(1e-9, 4e9, "t", add_Bps=1e15)).k == nice_ceil(8 * 1e9 / (0.5 * 4e9))

@@ -81,3 +81,9 @@ def test_iters_auto_in_a_profile():
                          ({"iters": "auto", "budget": "0s"}, "workload[0].budget: expected a wall time > 0")):
         with pytest.raises(ProfileError, match=re.escape(words)):
             parse(flat(ranks=2, workload=[{"op": "all_reduce", "bytes": "4KiB", **entry}]), "f.yaml")
+
+
+def test_an_interval_in_a_table_says_why_it_is_missing():
+    from fabric.stats import fmt_interval
+    assert fmt_interval((1.0234, 1.0891), 40) == "1.02-1.09"
+    assert fmt_interval(None, 4) == "n/a (n=4)"

@@ -163,7 +163,7 @@ class Emulation:
         net, bits = r.dst.split("/")
         try:
             ipr.route("replace", dst=net, dst_len=int(bits), oif=idx, prefsrc=r.src, proto=2, scope=253,
-                      metrics=r.metrics())
+                      metrics={"initcwnd": r.window, "initrwnd": r.window})
         except NetlinkError as exc:
             raise EmulationError(f"{node.name}: {r.text()} failed: {exc.args[-1]} (errno {exc.code})") from None
 

@@ -80,9 +80,6 @@ class RouteSetup:
         return (f"ip route replace {self.dst} dev {self.dev} proto kernel scope link src {self.src} "
                 f"initcwnd {self.window} initrwnd {self.window}")
 
-    def metrics(self) -> dict:
-        return {"initcwnd": self.window, "initrwnd": self.window}
-
 
 def rps_setup(intfs: list[str], cpus: int) -> str:
     """The shell line that makes every CPU steer each flow's packets to one CPU's backlog

@@ -33,9 +33,9 @@ from fabric.profile import Profile
 # the capacity together kept bus efficiency >= 0.95 (8 ranks x 1 Gbit/s); ~0.9 of it dropped to 0.85.
 RATE_SHARE = 0.5
 LATENCY_SHARE = 0.10
-# The host's share of an iteration adds to the measured time nearly one for one where messages
-# are small (microVM, nvlink4-h100, k = 50 000: two-shot's 2 x 56 transfers at ~0.45 ms each,
-# 13 % of its 7.7 us model, measured 1.15-1.19x; one-shot's 56, 8.5 %, measured 1.08-1.12x).
+# Part of the host's counted time lands on the measured time, the rest overlaps the emulated
+# latency (microVM, nvlink4-h100, k = 50 000, ~1.3 ms per transfer: one-shot's 56 transfers were
+# 24 % of its 5.9 us model and it measured 1.08-1.12x; two-shot's 112, 34 %, 1.15-1.19x).
 HOST_SHARE = 0.25
 CALIBRATION_RANKS = 4   # enough ranks to share the CPU the way real runs do; a ring step: 4 transfers
 CALIBRATION_VERSION = 2  # cached figures of an older calibration lack some: measured again
@@ -121,7 +121,8 @@ def host_seconds(work, cal: Calibration, ranks: int) -> float:
     send and receive, at the calibration's per-step cost shared by the transfers of its ring step
     (measured natively on 2 CPUs, 4 KiB, unshaped, 30 iterations: per transfer of a step 64, 55,
     48 us for 4, 8, 16-rank ring steps and 84-105, 61-74, 50-61 us for direct ones: one figure per
-    transfer, 0.75-1.6x the 4-rank ring's), and each reduced byte at numpy's rate on min(CPUs, ranks) CPUs at once."""
+    transfer, 0.75-1.6x the 4-rank ring's), and each reduced byte at numpy's rate on
+    min(CPUs, ranks) CPUs at once."""
     xfers = added = 0
     for part in work.parts:
         s = part.schedule

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from conftest import flat
@@ -64,7 +66,6 @@ def test_host_seconds_counts_every_transfer_and_added_byte(algorithm, xfers, add
     (w,) = _works(p, algorithm)
     per_xfer, per_byte = Calibration(4e-3, 1e9, "t", add_Bps=1e18), Calibration(0.0, 1e9, "t", add_Bps=1e9)
     assert host_seconds(w, per_xfer, 8) == pytest.approx(xfers * 4e-3 / CALIBRATION_RANKS, rel=1e-6)
-    import os
     cpus = min(os.cpu_count() or 1, 8)
     assert host_seconds(w, per_byte, 8) == pytest.approx(added / (1e9 * cpus))
 

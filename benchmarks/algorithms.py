@@ -1,7 +1,7 @@
 """Each collective algorithm x size x rank count: the α-β model beside what the emulation measures.
 
     sudo .venv/bin/python benchmarks/algorithms.py [--profile profiles/nvlink4-h100.yaml]
-        [--ranks 8] [--repeat 3] [--iters 6] [--warmup 2] [--slowest 6] [--json FILE]
+        [--ranks 8] [--repeat 3] [--iters 6] [--warmup 2] [--slowest 6] [--no-gloo] [--json FILE]
         [--sizes "all_reduce=16KiB,1MiB,16MiB all_to_all=4MiB ..."] [--scale K]
     .venv/bin/python benchmarks/algorithms.py --markdown FILE.json     # a past run's rows as a table
 
@@ -37,7 +37,8 @@ SIZES = "all_reduce=1KiB,16KiB,32KiB,1MiB,16MiB all_gather=1MiB reduce_scatter=1
         "all_to_all=64KiB,4MiB,64MiB sendrecv=4MiB"
 
 
-def entries(data: dict, source: str, sizes: dict, slowest: float, iters: int, warmup: int) -> list[dict]:
+def entries(data: dict, source: str, sizes: dict, slowest: float, iters: int, warmup: int,
+            gloo: bool = True) -> list[dict]:
     """One workload entry per (op, size, algorithm) worth running on this profile variant."""
     plan = build(parse({**data, "workload": [{"op": "all_reduce", "bytes": 4}]}, source), 1.0)
     b, out = works.Builder(plan), []
@@ -46,7 +47,8 @@ def entries(data: dict, source: str, sizes: dict, slowest: float, iters: int, wa
         w = b.op(OpSpec(op, (size,), splits="uneven" if op == "all_to_all" else "even"), size)
         times = dict(w.choices[0].times)                      # every candidate auto weighed
         best = min(times.values())
-        times["gloo"] = works.predict(plan, [b.part(w.parts[0].call, "gloo", op)]).time_s
+        if gloo:
+            times["gloo"] = works.predict(plan, [b.part(w.parts[0].call, "gloo", op)]).time_s
         out += [{"op": op, "bytes": size, "algorithm": name, "iters": iters, "warmup": warmup,
                  **({"splits": "uneven"} if op == "all_to_all" else {})}
                 for name, t in sorted(times.items(), key=lambda kv: kv[1]) if t <= slowest * best or name == "gloo"]
@@ -68,7 +70,7 @@ def markdown(rows: list[dict]) -> str:
         factor = COLLECTIVES[r["op"]].bus_factor(r["ranks"])
         busbw = sorted(r["bytes"] / (x * 1e-6) / 1e9 * factor for x in m)[len(m) // 2]
         name = f"**{r['algorithm']}** (auto)" if best.get((r["ranks"], r["op"], r["bytes"])) is r else r["algorithm"]
-        out.append(f"| {r['ranks']} | {r['op']} | {_size(r['bytes'])} | {name} | {r['model_us']:.4g} | "
+        out.append(f"| {r.get('shape', r['ranks'])} | {r['op']} | {_size(r['bytes'])} | {name} | {r['model_us']:.4g} | "
                    f"{min(m):.4g}-{max(m):.4g} | {min(ratio):.2f}-{max(ratio):.2f} | {busbw:.4g} |"
                    + ("" if r["correct"] else " WRONG"))
     return "\n".join(out)
@@ -97,6 +99,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--slowest", type=float, default=6.0)
     ap.add_argument("--sizes", default=SIZES)
+    ap.add_argument("--no-gloo", action="store_true", help="leave out the gloo baseline (it is slow on big sizes)")
     ap.add_argument("--scale", type=float, help="time dilation k (default: the profile's, auto)")
     ap.add_argument("--json", help="also write every row to this file")
     ap.add_argument("--markdown", help="print the rows of this --json file as a markdown table (no runs)")
@@ -110,7 +113,8 @@ def main() -> int:
     lines, runs = [f"echo {shlex.quote(microvm.READY)} '(algorithms)'", f"cd {shlex.quote(str(ROOT))}"], []
     for n in (int(x) for x in args.ranks.split(",")):
         d = variant(base, n)
-        d["workload"] = entries(d, args.profile, sizes, args.slowest, args.iters, args.warmup)
+        d["workload"] = entries(d, args.profile, sizes, args.slowest, args.iters, args.warmup,
+                                 gloo=not args.no_gloo)
         d["stragglers"] = []
         if args.scale:
             d["scale"] = args.scale
@@ -135,6 +139,7 @@ def main() -> int:
         return 1
     rows = {}
     for n, rep, out in runs:
+        shape = n if base["topology"]["kind"] == "flat" else f"{base['topology']['domains']} x {n}"
         rc = int((Path(f"{out}.rc")).read_text())
         if rc != 0:
             print(f"ranks {n}, repeat {rep}: exit {rc}: {Path(f'{out}.log').read_text()[-500:]}", file=sys.stderr)
@@ -143,10 +148,12 @@ def main() -> int:
         k = doc["scale"]
         for r in doc["results"]:
             key = (n, r["op"], r["bytes"], r["algorithm"])
-            row = rows.setdefault(key, {"ranks": n, "op": r["op"], "bytes": r["bytes"], "algorithm": r["algorithm"],
+            # ranks: all of them (the bus factor's n); shape: as the table shows them (2 x 4)
+            row = rows.setdefault(key, {"ranks": r["ranks"], "shape": shape, "op": r["op"], "bytes": r["bytes"],
+                                        "algorithm": r["algorithm"],
                                         "k": k, "model_us": r["model_time_us"] / k, "measured_us": [],
                                         "model_busbw_GBps": r["bytes"] / (r["model_time_us"] / k * 1e-6) / 1e9
-                                        * COLLECTIVES[r["op"]].bus_factor(n), "correct": True})
+                                        * COLLECTIVES[r["op"]].bus_factor(r["ranks"]), "correct": True})
             row["measured_us"].append(r["projected"]["time_us"])
             row["correct"] &= bool(r["correct"])
     auto = {}

@@ -74,7 +74,7 @@ def native_groups(dist, work: list, world: int) -> dict:
 
 
 def run_item(backend, rank: int, w, k: float, margin_s: float, agree, delays: Delays | None = None,
-             done=lambda i: None, maximum=None) -> tuple[dict, float]:
+             done=lambda i: None, maximum=None, sample=lambda: None) -> tuple[dict, float]:
     """Run one op size or workload entry; returns its record and the start margin that worked.
     With `iters: auto` (w.until) the ranks share each measured iteration's time (maximum: the
     slowest rank's), so every rank holds the same samples and stops after the same iteration."""
@@ -100,6 +100,7 @@ def run_item(backend, rank: int, w, k: float, margin_s: float, agree, delays: De
             first = start if first is None else first
             if w.until.done(slowest, start + slowest[-1] - first):
                 break
+    sample()          # while this item's buffers are still held
     if w.op:
         return {"op": w.op, "bytes": w.nbytes, "times_s": [e[0] for e in ends],
                 "correct": bool(correct) if w.check else None, "late_starts": late}, margin_s
@@ -111,8 +112,10 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
     import torch
     import torch.distributed as dist
     torch.set_num_threads(1)
+    joining = time.monotonic()
     dist.init_process_group("gloo", init_method=f"tcp://{job['master']}:{job['port']}", rank=job["rank"],
                             world_size=job["world"], timeout=timedelta(seconds=job["timeout_s"]))
+    joined_s = time.monotonic() - joining
     if clock is not None:
         def maximum(value):
             return clock.maximum(job["rank"], value)
@@ -129,18 +132,66 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
 
     def done(item):   # "item iterations-done" lines: the parent's progress bar (rank 0 only)
         return (lambda i: progress.write(f"{item} {i}\n")) if progress else (lambda i: None)
-    entry = 0
+    entry, memory = 0, {}
+
+    def sample():     # the most this rank held: after each item, before its buffers go
+        nonlocal memory
+        now = memory_bytes()
+        if now.get("own", 0) >= memory.get("own", 0):
+            memory = now
     for j, w in enumerate(job["work"]):
-        record, margin = run_item(backend, job["rank"], w, job["k"], margin, agree, delays, done(j), maximum)
+        record, margin = run_item(backend, job["rank"], w, job["k"], margin, agree, delays, done(j), maximum,
+                                  sample)
         if w.op:
             results.append(record)
         else:
             workloads.append({"entry": entry, **record})
             entry += 1
+    resent = retransmitted_by_peer(job.get("addrs", []))
     dist.barrier()
     dist.destroy_process_group()
     with open(job["out"], "w") as f:
-        json.dump({"rank": job["rank"], "results": results, "workloads": workloads}, f)
+        json.dump({"rank": job["rank"], "results": results, "workloads": workloads, "join_s": joined_s,
+                   "memory": memory, "retransmitted_to": resent}, f)
+
+
+def retransmitted_by_peer(addrs: list[str]) -> list[int] | None:
+    """Segments this rank's TCP sockets resent to each rank (indexed like addrs, every rank's
+    address), read from the kernel's tcp_info of its connections (sock_diag) while they are
+    open: this rank is alone in its namespace, so every socket there is its own.  None where
+    the kernel could not be asked."""
+    import socket
+    try:
+        from pyroute2 import DiagSocket
+        with DiagSocket() as diag:
+            diag.bind()
+            stats = diag.get_sock_stats(family=socket.AF_INET, states=1 << 1, extensions=1 << 1)  # ESTABLISHED; INFO
+    except Exception:     # noqa: BLE001 - no sock_diag here: the run stands without it
+        return None
+    index, out = {a: i for i, a in enumerate(addrs)}, [0] * len(addrs)
+    for s in stats:
+        info = dict(s["attrs"]).get("INET_DIAG_INFO") or {}
+        if s["idiag_dst"] in index:
+            out[index[s["idiag_dst"]]] += info.get("tcpi_total_retrans", 0)
+    return out
+
+
+def memory_bytes(path: str = "/proc/self/smaps_rollup") -> dict:
+    """This process's memory: "own" (its private pages: what one more rank costs; the pages
+    it shares with the parent, torch's code and data forked after one import, are not counted),
+    "rss" (every resident page, shared ones too) and "peak_rss" (the most rss ever was)."""
+    fields = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if rest.strip().endswith("kB"):
+                    fields[name] = int(rest.split()[0]) * 1024
+    except OSError:
+        return {}
+    import resource
+    return {"own": fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0), "rss": fields.get("Rss", 0),
+            "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
 
 
 if __name__ == "__main__":   # by hand: python -m collectives.rank JOB (a pickled job, in the right namespace)

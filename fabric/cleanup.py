@@ -4,7 +4,8 @@ Every node of a run is a Mininet shell whose command line carries `mininet:fab<i
 every rank is named fab<id>r<rank> (/proc/PID/comm).  A run's namespaces are the network namespaces
 those processes are in; killing every process in them frees the namespaces, and with them
 every veth, bridge and qdisc the run made.  Nothing in the root namespace is fabric's, but a
-link named fab<4 hex><letter> there (a crash mid-creation) is removed too.
+link named fab<4 hex><letter> there (a crash mid-creation) is removed too, and the
+kernel-wide settings a run raised (fabric.sysctl) go back to what they were.
 """
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ import re
 import signal
 import time
 from pathlib import Path
+
+from fabric import sysctl
 
 OWN = re.compile(r"mininet:(fab[0-9a-f]{4})")     # a node's shell: bash ... mininet:fab1a2bh0
 RANK = re.compile(r"^(fab[0-9a-f]{4})r\d+$")        # a rank's /proc/PID/comm: fab1a2br3
@@ -81,6 +84,7 @@ def remove(prefix: str | None = None, timeout_s: float = 10.0) -> tuple[int, int
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in pids):
         time.sleep(0.05)
+    sysctl.release(sysctl.BACKLOG, prefix)      # the last run out puts the kernel's value back
     links = [n for n in root_links() if prefix is None or n.startswith(prefix)]
     if links:
         from pyroute2 import IPRoute

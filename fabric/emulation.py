@@ -14,8 +14,8 @@ import os
 import shutil
 import signal
 
-from fabric import cleanup, netem, tc
-from fabric.plan import CPUS, NODE_SETUP, OFFLOADS, PREFIX_LEN, Plan, Shaper, rps_setup
+from fabric import cleanup, netem, sysctl, tc
+from fabric.plan import BACKLOG_PACKETS, CPUS, NODE_SETUP, OFFLOADS, PREFIX_LEN, Plan, Shaper, rps_setup
 
 
 CLONE_NEWNET = 0x40000000
@@ -91,6 +91,7 @@ class Emulation:
         if os.geteuid() != 0:
             raise EmulationError("building the emulation needs root (network namespaces, tc)")
         Mininet, Host, Link, Bridge = _mininet()
+        sysctl.hold(sysctl.BACKLOG, self.plan.prefix, BACKLOG_PACKETS)     # cleanup.remove lets go
         self.net = Mininet(topo=None, build=False, controller=None, autoSetMacs=False,
                            autoStaticArp=False, waitConnected=False)
         for i, node in enumerate(self.plan.nodes):

@@ -188,7 +188,7 @@ DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitte
 _FLAT_KEYS = {"kind", "ranks", "link"}
 _TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
 _OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root", "check", "algorithm", "budget"}
-MAX_RANKS = 64  # one process per rank on one host; beyond this the host, not the fabric, is measured
+MAX_RANKS = 72  # one process per rank on one host: a whole NVL72 domain (benchmarks/scale.py measures what it costs)
 
 
 def load(path: str | Path) -> Profile:

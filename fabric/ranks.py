@@ -47,10 +47,12 @@ class RankWorkload:
 
 def run(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_timeout_s: float,
         margin_s: float, delays: dict | None = None, seed: int = 0,
-        on_progress=None) -> tuple[list[RankResult], list[RankWorkload]]:
+        on_progress=None) -> tuple[list[RankResult], list[RankWorkload], list[dict]]:
     """Run `work` (fabric.work: every op size, then every workload entry; the same list for every
     rank) and return every rank's results.  delays: rank -> its delay laws (collectives.delays),
-    emulated seconds.  on_progress(item, iterations done): called as rank 0 finishes iterations."""
+    emulated seconds.  on_progress(item, iterations done): called as rank 0 finishes iterations.
+    The third list: per rank, the seconds it took to join the gloo group, its memory
+    (collectives.rank.memory_bytes) and the segments it resent to each rank."""
     import torch  # noqa: F401  (imported once here, inherited by every forked rank)
     import torch.distributed  # noqa: F401
     from collectives import rank as rank_main
@@ -61,7 +63,8 @@ def run(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_timeout_
     try:
         for host in plan.hosts:
             job = {"rank": host.rank, "world": plan.ranks, "master": plan.hosts[0].ip, "port": PORT,
-                   "timeout_s": op_timeout_s, "margin_s": margin_s, "work": work, "k": plan.scale,
+                   "timeout_s": op_timeout_s, "margin_s": margin_s,
+                   "addrs": [plan.ip(r) for r in range(plan.ranks)], "work": work, "k": plan.scale,
                    "delays": (delays or {}).get(host.rank, []), "seed": seed * 1009 + host.rank,
                    "out": str(workdir / f"rank{host.rank}.json"),
                    "progress": str(workdir / "progress") if on_progress and host.rank == 0 else None}
@@ -71,14 +74,16 @@ def run(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_timeout_
         _wait(pids, workdir, timeout_s, on_progress)
     finally:
         emu.reap(list(pids))
-    out, wl = [], []
+    out, wl, own = [], [], []
     for host in plan.hosts:
         data = json.loads((workdir / f"rank{host.rank}.json").read_text())
         out += [RankResult(host.rank, r["op"], r["bytes"], r["times_s"], r["correct"], r["late_starts"])
                 for r in data["results"]]
         wl += [RankWorkload(host.rank, r["entry"], r["ends_s"], r["correct"], r["late_starts"])
                for r in data["workloads"]]
-    return out, wl
+        own.append({"rank": host.rank, "join_s": data["join_s"], "memory": data["memory"],
+                    "retransmitted_to": data.get("retransmitted_to")})
+    return out, wl, own
 
 
 def _child(fn, job: dict, clock, env: dict, log: Path):

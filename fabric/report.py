@@ -37,9 +37,31 @@ def header(doc: dict) -> list[str]:
         r = t["retransmitted"]
         lines.append(f"# TCP retransmitted segments: {sum(r):,}" + (
             f" (per rank: {' '.join(map(str, r))}; {sum(t['timeouts']):,} timeouts, {sum(t['loss_probes']):,}"
-            f" tail-loss probes; receivers threw away {sum(t['receiver_drops']):,} segments)" if sum(r) else "")
+            f" tail-loss probes; receivers threw away {sum(t['receiver_drops']):,} segments{_pairs(t)})" if sum(r) else "")
             + _memory_pressure(t.get("receiver_drops_by") or {}))
+    if doc.get("resources"):
+        lines.append(_resources(doc["resources"]))
     return lines
+
+
+def _resources(r: dict) -> str:
+    """What the run cost this host: set-up, ranks, tear-down wall time and memory per rank."""
+    m = r["rank_memory_bytes"]
+    mem = (f"; memory per rank {m['own_p50'] / 2**20:.0f} MiB own (largest {m['own_max'] / 2**20:.0f}, of "
+           f"{m['ranks']} ranks; up to {m['peak_rss_max'] / 2**20:.0f} MiB resident with torch's shared pages)"
+           if m.get("own_p50") is not None else "")
+    join = f" (joining the gloo group {r['join_s']:.1f} s)" if r.get("join_s") is not None else ""
+    return (f"# host cost: set-up {r['setup_s']:.1f} s, ranks {r['ranks_s']:.1f} s{join}, tear-down "
+            f"{r['teardown_s']:.1f} s{mem}")
+
+
+def _pairs(t: dict) -> str:
+    """The rank pairs that resent most (sender -> receiver)."""
+    pairs = t.get("retransmitted_pairs")
+    if not pairs:
+        return ""
+    top = ", ".join(f"{a}->{b} {n:,}" for a, b, n in pairs[:3])
+    return f"; most between ranks {top} ({len(pairs)} pairs resent)"
 
 
 def _memory_pressure(by: dict) -> str:

@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -136,15 +137,19 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
                 f"{len(plan.shapers)} shaped link directions ({plan.prefix})")
             if progress:
                 progress.phase(f"{what}building the topology")
+            began = time.monotonic()
             with Emulation(plan) as emu:
+                built = time.monotonic()
                 on_progress = _tracker(progress, what, work) if progress else None
                 ops = sum(1 for w in work if w.op)
                 log(f"fabric: running {ops} op/size pairs and {len(work) - ops} workloads on {plan.ranks} "
                     f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
-                rank_results, rank_workloads = ranks.run(
+                rank_results, rank_workloads, per_rank = ranks.run(
                     emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
                     delays=delay_laws(profile, k), seed=profile.seed, on_progress=on_progress)
+                ran = time.monotonic()
                 counted, tcp = _counters(emu, log)
+            torn_down = time.monotonic()
     finally:
         signal.signal(signal.SIGTERM, previous)
     doc = results.document(plan, results.summarize(plan, work, rank_results), netem,
@@ -155,8 +160,32 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
                      "emulated_latency_s": plan.emulated(l).latency_s,
                      "endpoint": asdict(profile.endpoint_of(l.name)), "drops": _drops(plan, counted, l.name)}
                     for role, l in zip(("ranks", "uplink"), (profile.link(n) for n in profile.used_links()))]
-    doc["tcp"] = tcp
+    doc["tcp"] = tcp and {**tcp, "retransmitted_pairs": retransmitted_pairs(per_rank)}
+    doc["resources"] = resources(per_rank, built - began, ran - built, torn_down - ran)
     return doc
+
+
+def retransmitted_pairs(per_rank: list[dict]) -> list[list[int]] | None:
+    """[sender, receiver, segments resent] for every rank pair that resent any, most first
+    (None: a rank could not read its sockets)."""
+    if any(r.get("retransmitted_to") is None for r in per_rank):
+        return None
+    pairs = [[r["rank"], peer, n] for r in per_rank for peer, n in enumerate(r["retransmitted_to"]) if n]
+    return sorted(pairs, key=lambda p: (-p[2], p[0], p[1]))
+
+
+def resources(per_rank: list[dict], setup_s: float, ranks_s: float, teardown_s: float) -> dict:
+    """What the run cost this host: wall seconds to build the fabric, run the ranks (their
+    start, the gloo group's n^2 connections included) and tear it down; the slowest rank's join
+    of the gloo group; each rank's own memory at its most (private pages, read after each op
+    while its buffers are held; median and largest over the ranks) and the largest resident
+    size of any (shared pages too)."""
+    own = sorted(r["memory"].get("own", 0) for r in per_rank)
+    return {"setup_s": setup_s, "ranks_s": ranks_s, "teardown_s": teardown_s,
+            "join_s": max((r["join_s"] for r in per_rank), default=None),
+            "rank_memory_bytes": {"own_p50": own[len(own) // 2] if own else None, "own_max": own[-1] if own else None,
+                                  "peak_rss_max": max((r["memory"].get("peak_rss", 0) for r in per_rank), default=None),
+                                  "ranks": len(own)}}
 
 
 def _counters(emu, log) -> tuple[dict | None, dict | None]:

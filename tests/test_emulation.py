@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import ROOT, flat
-from fabric import cleanup
+from fabric import cleanup, sysctl
 from fabric.emulation import Emulation
 from fabric.plan import build
 from fabric.profile import parse
@@ -22,6 +22,7 @@ FABRIC = [sys.executable, "-m", "fabric.cli"]
 def nothing_left():
     assert cleanup.leftovers() == {}, "fabric processes or namespaces left behind"
     assert cleanup.root_links() == [], "fabric links left in the root namespace"
+    assert sysctl.held(sysctl.BACKLOG) == {}, "a kernel-wide setting still held"
 
 
 def fabric(*args, timeout=300, **kw):
@@ -98,10 +99,23 @@ def test_the_kernels_drop_and_retransmission_counters_are_reported(flat_run):
     assert d["directions"] == 8 and d["sent_packets"] > 0     # 4 ports, each way
     tcp = dict(doc["tcp"])
     by = tcp.pop("receiver_drops_by")        # only the kernel counters that moved, each per rank
+    pairs = tcp.pop("retransmitted_pairs")   # [sender, receiver, segments], from each socket's tcp_info
+    assert isinstance(pairs, list) and all(a != b and n > 0 for a, b, n in pairs)
     assert set(tcp) == {"retransmitted", "timeouts", "loss_probes", "receiver_drops"}
     assert all(len(v) == 4 and all(isinstance(n, int) for n in v) for v in list(tcp.values()) + list(by.values()))
     assert all(any(v) for v in by.values())
     assert "packets" in proc.stdout and "TCP retransmitted segments" in proc.stdout
+
+
+def test_the_runs_cost_to_this_host_is_reported(flat_run):
+    """Set-up, ranks and tear-down wall time, and each rank's own memory beside its resident size."""
+    doc, proc = flat_run
+    r = doc["resources"]
+    assert r["setup_s"] > 0 and r["ranks_s"] > r["join_s"] > 0 and r["teardown_s"] > 0
+    m = r["rank_memory_bytes"]
+    # the most a rank held: at least the 8 MiB all-reduce's buffer, read while it was still held
+    assert m["ranks"] == 4 and 8 * 2**20 <= m["own_p50"] <= m["own_max"] < m["peak_rss_max"]
+    assert "host cost: set-up" in proc.stdout and "MiB own" in proc.stdout
 
 
 def test_a_queue_too_short_for_its_senders_is_seen_dropping():
@@ -117,11 +131,16 @@ def test_a_queue_too_short_for_its_senders_is_seen_dropping():
     s = plan.shapers[into]
     plan.shapers[into] = replace(s, bands=tuple(replace(b, limit=2) for b in s.bands))
     with Emulation(plan) as emu:
-        ranks.run(emu, work.build(plan), _tmpdir(), timeout_s=120, op_timeout_s=30, margin_s=0.005)
+        _, _, per_rank = ranks.run(emu, work.build(plan), _tmpdir(), timeout_s=120, op_timeout_s=30, margin_s=0.005)
         counted, resent = emu.counters(), emu.tcp_counters()["retransmitted"]
     assert counted[into]["drops"] > 0
     assert sum(c["drops"] for k, c in counted.items() if k != into) == 0
     assert sum(resent) > 0
+    # the sockets' own counts (read by each rank before it closed them): only ranks 0 and 1,
+    # and only to rank 2, whose port dropped
+    from fabric.runner import retransmitted_pairs
+    pairs = retransmitted_pairs(per_rank)
+    assert pairs and {(a, b) for a, b, _ in pairs} <= {(0, 2), (1, 2)}
     nothing_left()
 
 

@@ -47,3 +47,14 @@ def test_ranks_past_the_time_limit_are_named(tmp_path):
     finally:
         os.kill(slow, signal.SIGKILL)
         os.waitpid(slow, 0)
+
+
+def test_a_ranks_memory_counts_its_private_pages_as_its_own(tmp_path):
+    from collectives.rank import memory_bytes
+    smaps = tmp_path / "smaps_rollup"
+    smaps.write_text("55ce87a7d000-7ffc286fb000 ---p 00000000 00:00 0    [rollup]\n"
+                     "Rss:                1732 kB\nShared_Clean:       1552 kB\nPrivate_Clean:        72 kB\n"
+                     "Private_Dirty:       108 kB\n")
+    m = memory_bytes(str(smaps))
+    assert m["own"] == 180 * 1024 and m["rss"] == 1732 * 1024 and m["peak_rss"] > 0
+    assert memory_bytes(str(tmp_path / "absent")) == {}

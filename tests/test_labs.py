@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+import one_boot
 from conftest import ROOT
 from fabric import host, microvm
 
 LABS = ROOT / "labs"
-FABRIC = [sys.executable, "-m", "fabric.cli"]
 
 
 def _readme_commands(lab: Path) -> list[list[str]]:
@@ -46,10 +44,13 @@ def test_every_command_of_a_lab_readme_parses_and_its_files_exist(lab):
 
 # ---- the reduced runs: every lab's commands, one microVM (or this kernel, where it has netem) ----
 
-def _shrink(src: str, dest: Path, edit) -> str:
-    """A copy of a lab's YAML with `edit(doc)` applied (fewer iterations, tokens, ranks)."""
+def _shrink(src: str, dest: Path, edit=lambda doc: None, k: float | None = None) -> str:
+    """A copy of a lab's YAML with `edit(doc)` applied (fewer iterations, tokens, ranks) and, for
+    a profile, its scale fixed at k."""
     doc = yaml.safe_load((ROOT / src).read_text())
     edit(doc)
+    if k is not None:
+        doc["scale"] = k
     dest.write_text(yaml.safe_dump(doc, sort_keys=False))
     return str(dest)
 
@@ -85,58 +86,47 @@ def _commands(d: Path) -> dict[str, list[str]]:
                 if key in spec:
                     spec[key] = 32
 
+    # Every fabric at a fixed k, the one auto picks on the microVM's calibration (~0.9 Gbit/s, ~4 ms
+    # per step): auto's k follows the day's calibration, and one that measured half the capacity
+    # doubled k and the wall time of every NVLink run (a CI run past its 40 min limit)
+    nvlink4 = _shrink("profiles/tp8-llama70b-nvlink4.yaml", d / "tp8-llama70b-nvlink4.yaml", k=100_000)
+    # eth100 at 20 000, not the 5 000-10 000 the rate and latency rules alone give: there the host's
+    # ~25 ms per 8-rank one-shot step (7 sends and 7 receives per rank on 2 CPUs) is 20-36 % of the
+    # 4 KiB all-reduce's 7.5 us x k latency, which moved lab 2's fitted latency term +36 % (a CI run
+    # at 5 000; +20 % at 10 000); at 20 000 it is ~9 % (auto's host-work rule picks 20 000 too)
+    eth100 = _shrink("profiles/tp8-llama70b-eth100.yaml", d / "tp8-llama70b-eth100.yaml", k=20_000)
     l1 = _shrink("labs/1-critical-path/workload.yaml", d / "l1.yaml", steps(1))
-    l3slow = _shrink("labs/3-stragglers/slow-rank.yaml", d / "l3-slow.yaml", ops(10))
-    l3noise = _shrink("labs/3-stragglers/noise.yaml", d / "l3-noise.yaml", ops(20))
+    l3slow = _shrink("labs/3-stragglers/slow-rank.yaml", d / "l3-slow.yaml", ops(10), k=20_000)
+    l3noise = _shrink("labs/3-stragglers/noise.yaml", d / "l3-noise.yaml", ops(20), k=20_000)
     l5 = _shrink("labs/5-orbit/workload.yaml", d / "l5.yaml", orbit)
     return {
         # lab 1 on two of its three fabrics
-        "l1": ["compare", "profiles/tp8-llama70b-nvlink4.yaml", "profiles/tp8-llama70b-eth100.yaml",
-               "--workload", l1],
-        # lab 2: sizes a decade and more apart, on the fastest and the slowest fabric.  eth100 at
-        # k = 20 000, not auto's 5 000-10 000: there the host's ~25 ms per 8-rank one-shot step
-        # (7 sends and 7 receives per rank on 2 CPUs) is 20-36 % of the 4 KiB all-reduce's 7.5 us x k
-        # latency, which moved the fitted latency term +36 % (a CI run at 5 000; +20 % in the lab at
-        # 10 000); at 20 000 it is ~9 %, and 4 KiB-1 MiB at 20 000 take less wall time than to 16 MiB at 5 000.
-        # auto's host-work rule (fabric/scale.py) now picks 20 000 itself on the microVM's calibration;
-        # fixed here so the test does not depend on one calibration's figures
-        "l2-nvlink4": ["sweep", "profiles/tp8-llama70b-nvlink4.yaml", "--op", "all_reduce", "-b", "4KiB", "-e", "16MiB",
-                       "-f", "16", "-n", "2", "-w", "1"],
-        "l2-eth100": ["sweep", "profiles/tp8-llama70b-eth100.yaml", "--op", "all_reduce", "-b", "4KiB", "-e", "1MiB",
-                      "-f", "16", "-n", "2", "-w", "1", "--scale", "20000"],
+        "l1": ["compare", nvlink4, eth100, "--workload", l1],
+        # lab 2: sizes a decade and more apart, on the fastest and the slowest fabric
+        "l2-nvlink4": ["sweep", nvlink4, "--op", "all_reduce", "-b", "4KiB", "-e", "16MiB", "-f", "16", "-n", "2",
+                       "-w", "1"],
+        "l2-eth100": ["sweep", eth100, "--op", "all_reduce", "-b", "4KiB", "-e", "1MiB", "-f", "16", "-n", "2",
+                      "-w", "1"],
         "l3-slow": ["run", l3slow],
         "l3-ranks": ["sweep", l3noise, "--ranks", "2,8"],
         # lab 4: EP8 in one node as it is (fewer steps); EP16 over two nodes halved to EP8 over two
-        "l4-ep8-nvlink": ["run", _shrink("labs/4-moe/ep8-nvlink.yaml", d / "l4-ep8.yaml", steps(3))],
-        "l4-ep16-ib": ["run", _shrink("labs/4-moe/ep16-ib.yaml", d / "l4-ep16.yaml", ep_half)],
-        "l5": ["compare", "profiles/isl-800g.yaml", "profiles/isl-dwdm-10t.yaml", "--workload", l5],
+        "l4-ep8-nvlink": ["run", _shrink("labs/4-moe/ep8-nvlink.yaml", d / "l4-ep8.yaml", steps(3), k=100_000)],
+        "l4-ep16-ib": ["run", _shrink("labs/4-moe/ep16-ib.yaml", d / "l4-ep16.yaml", ep_half, k=100_000)],
+        "l5": ["compare", _shrink("profiles/isl-800g.yaml", d / "isl-800g.yaml", k=100_000),
+               _shrink("profiles/isl-dwdm-10t.yaml", d / "isl-dwdm-10t.yaml", k=100_000), "--workload", l5],
     }
 
 
 @pytest.fixture(scope="module")
 def labs(tmp_path_factory):
-    """Run every lab's reduced commands once; {name: (exit code, output folder, stderr)}."""
+    """Run every lab's reduced commands once, in one microVM boot; {name: (exit code, output
+    folder, stderr)}."""
     if not host.netem_available() and microvm.missing():
         pytest.fail("no netem here and the microVM path is missing: " + "; ".join(microvm.missing()))
     d = tmp_path_factory.mktemp("labs")
-    commands = _commands(d)
-    lines = [f"echo {shlex.quote(microvm.READY)} '(labs)'", f"cd {shlex.quote(str(ROOT))}"]
-    for name, argv in commands.items():
-        cmd = " ".join(shlex.quote(a) for a in FABRIC + argv + ["--out", str(d / name), "--vm", "never", "--quiet"])
-        lines.append(f"{cmd} > {d / name}.out 2> {d / name}.err; echo $? > {d / name}.rc")
-    script = d / "labs.sh"
-    script.write_text("\n".join(lines) + "\n")
-    limit = 40 * 60
-    if host.netem_available():
-        subprocess.run(["sh", str(script)], cwd=ROOT, timeout=limit, check=True)
-    else:
-        assert microvm.run(["sh", str(script)], d, ranks=8, max_bytes=16 << 20, timeout_s=limit) == 0
-    out = {}
-    for name in commands:
-        rc = d / f"{name}.rc"
-        out[name] = (int(rc.read_text()) if rc.exists() else None, d / name,
-                     (d / f"{name}.err").read_text()[-3000:] if (d / f"{name}.err").exists() else "")
-    return out
+    commands = {name: argv + ["--out", str(d / name), "--quiet"] for name, argv in _commands(d).items()}
+    done = one_boot.run(commands, d, ranks=8, max_bytes=16 << 20, limit_s=40 * 60)
+    return {name: (code, d / name, err) for name, (code, _, err) in done.items()}
 
 
 def _ok(labs, name) -> Path:

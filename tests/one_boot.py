@@ -1,0 +1,65 @@
+"""Many fabric commands in one microVM boot (or on this kernel, where it has netem).
+
+One Python process runs the commands in turn (fabric.cli.main), so the microVM boots once and
+torch is imported once for all of them: each costs ~25 s and ~35 s in the software-emulated
+microVM.  Each command's stdout and stderr (its ranks' too: the file descriptors) go to
+NAME.out and NAME.err, its exit code to NAME.rc, and a line "fabric: NAME exit N, S s" to the
+console, which lands in the test's output when it fails.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+from fabric import host, microvm
+
+DRIVER = """
+import json, os, sys, time, traceback
+from fabric.cli import main
+folder, commands = sys.argv[1], json.loads(sys.argv[2])
+for name, argv in commands.items():
+    start, saved = time.monotonic(), (os.dup(1), os.dup(2))
+    with open(f"{folder}/{name}.out", "w") as out, open(f"{folder}/{name}.err", "w") as err:
+        os.dup2(out.fileno(), 1)
+        os.dup2(err.fileno(), 2)
+        try:
+            code = main(argv)
+        except BaseException:
+            traceback.print_exc()
+            code = 1
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+    for fd in saved:
+        os.close(fd)
+    with open(f"{folder}/{name}.rc", "w") as rc:
+        rc.write(f"{code}\\n")
+    print(f"fabric: {name} exit {code}, {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+"""
+
+
+def run(commands: dict[str, list[str]], d: Path, ranks: int, max_bytes: int, limit_s: float) -> dict:
+    """Run {name: fabric argv} in one boot, each with --vm never; {name: (exit code or None when
+    it never ended, its stdout, the tail of its stderr)}."""
+    (d / "commands.py").write_text(DRIVER)
+    argv = {name: a + ["--vm", "never"] for name, a in commands.items()}
+    script = d / "commands.sh"
+    script.write_text(f"echo {shlex.quote(microvm.READY)} '(one boot)'\ncd {shlex.quote(str(ROOT))}\n"
+                      f"{shlex.quote(sys.executable)} {shlex.quote(str(d / 'commands.py'))} {shlex.quote(str(d))} "
+                      f"{shlex.quote(json.dumps(argv))}\n")
+    if host.netem_available():
+        subprocess.run(["sh", str(script)], cwd=ROOT, timeout=limit_s, check=True)
+    else:
+        assert microvm.run(["sh", str(script)], d, ranks=ranks, max_bytes=max_bytes, timeout_s=limit_s) == 0
+    out = {}
+    for name in commands:
+        rc, stdout, stderr = (d / f"{name}.{x}" for x in ("rc", "out", "err"))
+        out[name] = (int(rc.read_text()) if rc.exists() else None,
+                     stdout.read_text() if stdout.exists() else "",
+                     stderr.read_text()[-3000:] if stderr.exists() else "")
+    return out

@@ -2,10 +2,11 @@
 
 fabric.ranks forks one process per rank into the rank's host namespace and calls run_job(job)
 with job = {rank, world, master, port, timeout_s, margin_s, k, out, work: [fabric.work.Work],
-delays: [laws], seed}.  (The work carries schedules and programs: it reaches the rank by fork,
-not as JSON.)  Every iteration starts at one instant agreed by all ranks (they share the host's
-monotonic clock), so each rank's time is measured from the same start; each rank posts the
-iteration's receives before it agrees (collectives.executor).  The ranks agree out of band
+passes: [this rank's lateness laws in each pass over the work], seed}.  (The work carries
+schedules and programs: it reaches the rank by fork, not as JSON.)  Every iteration starts at
+one instant agreed by all ranks (they share the host's monotonic clock), so each rank's time is
+measured from the same start; each rank posts the iteration's receives before it agrees
+(collectives.executor).  The ranks agree out of band
 (StartClock: a barrier in shared memory), not over the emulated fabric: agreeing with an
 all-reduce there costs a whole small all-reduce per iteration (at k = 100000 that is seconds)
 and its own latency made ranks miss the start it agreed on.
@@ -35,7 +36,24 @@ class StartClock:
         ctx = multiprocessing.get_context("fork")
         self._ready = ctx.RawArray("d", 2 * world)
         self._barrier = ctx.Barrier(world)
+        self._joined = ctx.Value("i", 0)
+        self._go = ctx.Event()
         self._world, self._timeout_s, self._round = world, timeout_s, 0
+
+    def joined(self) -> None:
+        """A rank has joined the gloo group: count it, and wait for the parent's go (it puts the
+        links' latency on once every rank has joined: Emulation.hold_latency)."""
+        with self._joined.get_lock():
+            self._joined.value += 1
+        if not self._go.wait(self._timeout_s):
+            raise TimeoutError(f"no go from fabric within {self._timeout_s:.0f} s of joining the gloo group "
+                               f"(another rank failed to join)")
+
+    def all_joined(self) -> bool:
+        return self._joined.value == self._world
+
+    def go(self) -> None:
+        self._go.set()
 
     def maximum(self, rank: int, value: float) -> float:
         """The largest of every rank's value, the same in every rank (each waits for all)."""
@@ -115,8 +133,11 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
     joining = time.monotonic()
     dist.init_process_group("gloo", init_method=f"tcp://{job['master']}:{job['port']}", rank=job["rank"],
                             world_size=job["world"], timeout=timedelta(seconds=job["timeout_s"]))
+    backend = TorchBackend(torch, dist, native_groups(dist, job["work"], job["world"]))
     joined_s = time.monotonic() - joining
     if clock is not None:
+        clock.joined()      # every group is made: fabric puts the links' latency on, then says go
+
         def maximum(value):
             return clock.maximum(job["rank"], value)
     else:
@@ -125,34 +146,37 @@ def run_job(job: dict, clock: StartClock | None = None) -> None:
 
     def agree(margin_s):
         return maximum(time.monotonic() + margin_s)
-    backend = TorchBackend(torch, dist, native_groups(dist, job["work"], job["world"]))
-    delays = Delays(job.get("delays", []), job.get("seed", 0))
-    results, workloads, margin = [], [], job["margin_s"]
+    margin = job["margin_s"]
     progress = open(job["progress"], "a", buffering=1) if job.get("progress") else None
 
     def done(item):   # "item iterations-done" lines: the parent's progress bar (rank 0 only)
         return (lambda i: progress.write(f"{item} {i}\n")) if progress else (lambda i: None)
-    entry, memory = 0, {}
+    memory, passes = {}, []
 
     def sample():     # the most this rank held: after each item, before its buffers go
         nonlocal memory
         now = memory_bytes()
         if now.get("own", 0) >= memory.get("own", 0):
             memory = now
-    for j, w in enumerate(job["work"]):
-        record, margin = run_item(backend, job["rank"], w, job["k"], margin, agree, delays, done(j), maximum,
-                                  sample)
-        if w.op:
-            results.append(record)
-        else:
-            workloads.append({"entry": entry, **record})
-            entry += 1
+    # one pass over the work per entry of job["passes"] (this rank's lateness laws in that pass):
+    # a baseline and its straggler runs share the fabric and the gloo group
+    for p, laws in enumerate(job["passes"]):
+        delays = Delays(laws, job.get("seed", 0))
+        results, workloads = [], []
+        for j, w in enumerate(job["work"]):
+            record, margin = run_item(backend, job["rank"], w, job["k"], margin, agree, delays,
+                                      done(p * len(job["work"]) + j), maximum, sample)
+            if w.op:
+                results.append(record)
+            else:
+                workloads.append({"entry": len(workloads), **record})
+        passes.append({"results": results, "workloads": workloads})
     resent = retransmitted_by_peer(job.get("addrs", []))
     dist.barrier()
     dist.destroy_process_group()
     with open(job["out"], "w") as f:
-        json.dump({"rank": job["rank"], "results": results, "workloads": workloads, "join_s": joined_s,
-                   "memory": memory, "retransmitted_to": resent}, f)
+        json.dump({"rank": job["rank"], "passes": passes, "join_s": joined_s, "memory": memory,
+                   "retransmitted_to": resent}, f)
 
 
 def retransmitted_by_peer(addrs: list[str]) -> list[int] | None:

@@ -106,7 +106,7 @@ def cmd_doctor(args) -> int:
 
 def cmd_plan(args) -> int:
     from fabric import work as works
-    from fabric.plan import build
+    from fabric.plan import build, flow_control
     from fabric.runner import sizing
     profile = load(args.profile)
     choice = _choose(profile, args, calibrate_if_missing=False)
@@ -119,7 +119,7 @@ def cmd_plan(args) -> int:
         from fabric.units import fmt_rate, fmt_time
         print(f"# link {name}: real {fmt_rate(real.rate_bps)}, latency {fmt_time(real.latency_s)}, jitter "
               f"{fmt_time(real.jitter_s)}, loss {real.loss:.4%} -> emulated {fmt_rate(emu.rate_bps)}, "
-              f"latency {fmt_time(emu.latency_s)}, jitter {fmt_time(emu.jitter_s)}")
+              f"latency {fmt_time(emu.latency_s)}, jitter {fmt_time(emu.jitter_s)}; {flow_control(real)}")
     print(f"# topology {topo.kind}: {topo.ranks} ranks" +
           (f" in {topo.domains} domains of {topo.ranks_per_domain}" if topo.kind == "two_tier" else "") +
           f"; {len(plan.hosts)} hosts, {len(plan.switches)} bridges, {len(plan.links)} links, "
@@ -170,7 +170,9 @@ def _host_ready(profile, args, calibrate: bool):
     """(netem kind, k choice) for running `profile` here, or the exit code when this host cannot."""
     from fabric.runner import HostUnfit, check_host
     try:
-        return check_host(profile), _choose(profile, args, calibrate_if_missing=calibrate)
+        netem = check_host(profile)
+        host.preload_torch()          # imports torch while k is chosen and the fabric built
+        return netem, _choose(profile, args, calibrate_if_missing=calibrate)
     except HostUnfit as exc:
         _err(str(exc))
         return EXIT_HOST

@@ -76,12 +76,14 @@ def table(name: str) -> bytes:
     raise FileNotFoundError(f"iproute2's netem table {name}.dist is missing (apt-get install iproute2)")
 
 
-def add(ipr, index: int, handle: int, parent: int, band) -> None:
+def add(ipr, index: int, handle: int, parent: int, band, command: str = "add") -> None:
+    """The band's netem leaf through netlink; command "replace" changes one in place (what the
+    message leaves out, a distribution table or netem's rate, stays as it was)."""
     _register()
     kwargs = params(band)
     if "distribution" in kwargs:
         kwargs["distribution"] = table(kwargs["distribution"])
-    ipr.tc("add", "netem", index=index, handle=handle, parent=parent, **kwargs)
+    ipr.tc(command, "netem", index=index, handle=handle, parent=parent, **kwargs)
 
 
 def _register() -> None:

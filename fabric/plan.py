@@ -310,6 +310,15 @@ class Plan:
         return lines
 
 
+def flow_control(link: LinkClass) -> str:
+    """How a link class's switch queues treat a burst, in words (fabric plan, the run's table)."""
+    buffer = lossy_buffer(link)
+    if buffer is None:
+        return "lossless (switch queues hold every window)"
+    how = "its buffer" if link.buffer_bytes else "one bandwidth-delay product"
+    return f"lossy (drop-tail switch queues of {buffer:,} B beyond the wire: {how})"
+
+
 # ---------------------------------------------------------------------------------------
 # Building a plan from a profile
 
@@ -323,17 +332,32 @@ def shaping(rate_bps: float, frame_bytes: int = FRAME) -> tuple[int, int]:
 
 
 def queue_limit(rate_bps: float, delay_s: float, jitter_s: float, frame_bytes: int = FRAME,
-                connections: int = 4) -> int:
-    """Queue length in packets: twice the bandwidth-delay product (delay + 4 sigma) or what
-    TCP's initial window of every connection through it can put there at once (at least 4),
-    at least netem's default: no fabric queue drops what the senders' windows allow.  A rank's
-    receiving port carries a connection from every other rank: a one-shot all-reduce of 16 MiB
-    on 8 ranks put 7 windows of 16 MiB into it at once, and with room for 4 the kernel dropped
-    197 packets there and TCP resent 7,745 segments (113 timeouts): 1.72x its model (microVM,
-    k = 50 000; 2.6-3.0x in the benchmark)."""
+                connections: int = 4, buffer_bytes: int | None = None) -> int:
+    """Queue length in packets.  Lossless (buffer_bytes None): twice the bandwidth-delay product
+    (delay + 4 sigma) or what TCP's initial window of every connection through it can put there
+    at once (at least 4), at least netem's default: no fabric queue drops what the senders'
+    windows allow.  A rank's receiving port carries a connection from every other rank: a
+    one-shot all-reduce of 16 MiB on 8 ranks put 7 windows of 16 MiB into it at once, and with
+    room for 4 the kernel dropped 197 packets there and TCP resent 7,745 segments (113
+    timeouts): 1.72x its model (microVM, k = 50 000; 2.6-3.0x in the benchmark).
+    Lossy (a switch port of a drop-tail link class): what is on the wire (netem holds it in its
+    delay line, and counts it against its limit) plus buffer_bytes, at least two frames; a
+    packet beyond that is dropped, as a shallow-buffered Ethernet switch does under incast."""
     bdp = rate_bps / 8 * (delay_s + 4 * jitter_s)
+    if buffer_bytes is not None:
+        return math.ceil(bdp / frame_bytes) + max(2, math.ceil(buffer_bytes / frame_bytes))
     windows = max(4, connections) * INIT_WINDOW
     return max(NETEM_MIN_LIMIT, math.ceil(2 * bdp / frame_bytes), math.ceil(windows / frame_bytes))
+
+
+def lossy_buffer(link: LinkClass) -> int | None:
+    """A switch port's queue beyond the wire, in bytes, for a lossy link class (None: lossless):
+    the link class's `buffer`, else one bandwidth-delay product of a round trip across it
+    (rate x 2 x latency), the rule of thumb for a drop-tail router buffer (docs/sources.md,
+    "Lossless and lossy links").  The same in real and in emulated numbers (rate / k x latency x k)."""
+    if link.lossless:
+        return None
+    return link.buffer_bytes or math.ceil(link.rate_bps / 8 * 2 * link.latency_s)
 
 
 def mtu(profile: Profile) -> int:
@@ -365,7 +389,8 @@ def build(profile: Profile, scale: float, run_id: str = "0000") -> Plan:
         _add_port(plan, r, out, extra)
         # towards the rank: traffic from its own domain already had the intra impairment on
         # the sender's port, traffic from others the inter one on their uplink
-        _add_shaper(plan, f"{p}s{d}", f"{p}p{r}", into, impaired=into.impaired, connections=topo.ranks - 1)
+        _add_shaper(plan, f"{p}s{d}", f"{p}p{r}", into, impaired=into.impaired, connections=topo.ranks - 1,
+                    buffer_bytes=lossy_buffer(profile.link(topo.intra)))
     if two_tier:
         plan.nodes.append(Node(f"{p}core", "switch"))
         for d in range(topo.domains):
@@ -373,8 +398,10 @@ def build(profile: Profile, scale: float, run_id: str = "0000") -> Plan:
             out, into, _ = _slowed(plan, profile.link(topo.inter), profile.slow_link("domain", d))
             inside = sum(topo.domain_of(r) == d for r in range(topo.ranks))
             pairs = inside * (topo.ranks - inside)      # connections between the domain and the rest
-            _add_shaper(plan, f"{p}s{d}", f"{p}u{d}", out, connections=pairs)
-            _add_shaper(plan, f"{p}core", f"{p}d{d}", into, impaired=into.impaired, connections=pairs)
+            buffer = lossy_buffer(profile.link(topo.inter))
+            _add_shaper(plan, f"{p}s{d}", f"{p}u{d}", out, connections=pairs, buffer_bytes=buffer)
+            _add_shaper(plan, f"{p}core", f"{p}d{d}", into, impaired=into.impaired, connections=pairs,
+                        buffer_bytes=buffer)
     return plan
 
 
@@ -393,12 +420,13 @@ def _slowed(plan: Plan, link: LinkClass, slow) -> tuple[LinkClass, LinkClass, Li
 
 
 def _band(minor: int, rate_bps: float, link: LinkClass, frame_bytes: int, impair: LinkClass | None,
-          match: tuple[str, str] | None = None, connections: int = 1) -> Band:
-    """One HTB class and its leaf: netem with `impair`'s latency, jitter and loss, or a pfifo."""
+          match: tuple[str, str] | None = None, connections: int = 1, buffer_bytes: int | None = None) -> Band:
+    """One HTB class and its leaf: netem with `impair`'s latency, jitter and loss, or a pfifo;
+    its queue drop-tail beyond `buffer_bytes` (a lossy switch port) or holding every window."""
     i = impair or replace(link, latency_s=0, jitter_s=0, loss=0)
     return Band(minor, rate_bps, i.latency_s, i.jitter_s, i.loss,
-                queue_limit(link.rate_bps, i.latency_s, i.jitter_s, frame_bytes, connections), match=match,
-                keep_order=not link.reorder, distribution=link.distribution)
+                queue_limit(link.rate_bps, i.latency_s, i.jitter_s, frame_bytes, connections, buffer_bytes),
+                match=match, keep_order=not link.reorder, distribution=link.distribution)
 
 
 def _add_port(plan: Plan, rank: int, link: LinkClass, remote: LinkClass | None) -> None:
@@ -424,12 +452,14 @@ def _add_port(plan: Plan, rank: int, link: LinkClass, remote: LinkClass | None) 
 
 
 def _add_shaper(plan: Plan, node: str, intf: str, link: LinkClass, impaired: bool = True,
-                connections: int = 1) -> None:
-    """One egress shaper with a single class at the link class's rate; `impaired`: its netem
-    adds the link class's latency, jitter and loss (the sending side of a path); `connections`:
-    how many rank pairs' connections cross it (its queue holds all their windows)."""
+                connections: int = 1, buffer_bytes: int | None = None) -> None:
+    """One switch port's egress shaper with a single class at the link class's rate; `impaired`:
+    its netem adds the link class's latency, jitter and loss (the sending side of a path);
+    `connections`: how many rank pairs' connections cross it (a lossless queue holds all their
+    windows); `buffer_bytes`: a lossy link class's buffer (lossy_buffer), drop-tail beyond it.  A rank's own port (_add_port) is a host's
+    queue, which holds what its sockets send on either kind of link (TCP small queues)."""
     f = frame(plan.mtu)
     burst, quantum = shaping(link.rate_bps, f)
     band = _band(DEFAULT_MINOR, link.rate_bps, link, f, link if impaired and link.impaired else None,
-                 connections=connections)
+                 connections=connections, buffer_bytes=buffer_bytes)
     plan.shapers[f"{node}:{intf}"] = Shaper(node, intf, link.name, link.rate_bps, burst, quantum, (band,))

@@ -47,6 +47,10 @@ class LinkClass:
     distribution: str = "uniform"   # of the jitter (DISTRIBUTIONS); the std dev is jitter_s either way
     offloads: bool = False   # True: keep TSO/GSO/GRO on, as a stock host does (loss and shaping then act on bursts)
     endpoint: Endpoint | None = None   # per op and per step over this class (None: the profile's)
+    lossless: bool = True    # True: link-level flow control (NVLink and InfiniBand credits, RoCE's PFC): a switch
+                             # queue never drops, it holds what the senders send; False: drop-tail (Ethernet)
+    buffer_bytes: int | None = None   # lossy only: a switch port's queue beyond the wire (None: one
+                                      # bandwidth-delay product, rate x 2 x latency; plan.lossy_buffer)
 
     @property
     def impaired(self) -> bool:
@@ -183,7 +187,8 @@ class Profile:
 
 _TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload", "gpu", "stragglers", "seed",
              "endpoint"}
-_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "offloads", "endpoint"}
+_LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "offloads", "endpoint", "lossless",
+              "buffer"}
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
 _FLAT_KEYS = {"kind", "ranks", "link"}
 _TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
@@ -346,8 +351,19 @@ def _parse_links(c: _Checker, value) -> dict[str, LinkClass]:
             distribution=c.choice(spec.get("distribution", "uniform"), f"{key}.distribution", DISTRIBUTIONS),
             offloads=_flag(c, spec.get("offloads", False), f"{key}.offloads"),
             endpoint=_parse_endpoint(c, spec["endpoint"], f"{key}.endpoint", None) if "endpoint" in spec else None,
+            lossless=_flag(c, spec.get("lossless", True), f"{key}.lossless"),
+            buffer_bytes=_parse_buffer(c, spec, key),
         )
     return links
+
+
+def _parse_buffer(c: _Checker, spec: dict, key: str) -> int | None:
+    """A lossy link class's switch buffer per port (bytes > 0); a lossless one has none to give."""
+    if "buffer" not in spec:
+        return None
+    if spec.get("lossless", True) is True:
+        c.fail(f"{key}.buffer", "a buffer is for a lossy link class; expected lossless: false beside it")
+    return c.unit(parse_size, spec["buffer"], f"{key}.buffer")
 
 
 def _parse_endpoint(c: _Checker, value, key: str, default=0.0) -> Endpoint:

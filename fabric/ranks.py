@@ -49,41 +49,66 @@ def run(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_timeout_
         margin_s: float, delays: dict | None = None, seed: int = 0,
         on_progress=None) -> tuple[list[RankResult], list[RankWorkload], list[dict]]:
     """Run `work` (fabric.work: every op size, then every workload entry; the same list for every
-    rank) and return every rank's results.  delays: rank -> its delay laws (collectives.delays),
-    emulated seconds.  on_progress(item, iterations done): called as rank 0 finishes iterations.
-    The third list: per rank, the seconds it took to join the gloo group, its memory
-    (collectives.rank.memory_bytes) and the segments it resent to each rank."""
-    import torch  # noqa: F401  (imported once here, inherited by every forked rank)
-    import torch.distributed  # noqa: F401
+    rank) once and return every rank's results.  delays: rank -> its delay laws
+    (collectives.delays), emulated seconds.  on_progress(item, iterations done): called as rank 0
+    finishes iterations.  The third list: per rank, the seconds it took to join the gloo group,
+    its memory (collectives.rank.memory_bytes) and the segments it resent to each rank."""
+    [(results, workloads)], own = run_passes(emu, work, workdir, timeout_s, op_timeout_s, margin_s,
+                                             [delays or {}], seed, on_progress)
+    return results, workloads, own
+
+
+def run_passes(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_timeout_s: float,
+               margin_s: float, passes: list[dict], seed: int = 0,
+               on_progress=None) -> tuple[list[tuple[list[RankResult], list[RankWorkload]]], list[dict]]:
+    """Run `work` once per entry of `passes` (rank -> its delay laws in that pass) on one fabric
+    and one gloo group, in order; (every pass's results and workloads, per rank's own figures as
+    run() gives them).  on_progress's item counts on over the passes (pass p's item j is
+    p x len(work) + j)."""
+    from fabric import host
+    _, gloo = host.load_torch()     # imported once, here or in the background; every forked rank inherits it
+    if not gloo:
+        raise RankError(f"this torch has no gloo backend: {host.GLOO_FIX}")
     from collectives import rank as rank_main
     plan = emu.plan
     workdir.mkdir(parents=True, exist_ok=True)
     clock = rank_main.StartClock(plan.ranks, op_timeout_s)
+    held = emu.hold_latency()     # the ranks join the group with the links' latency off
+
+    def release() -> bool:
+        """Once every rank has joined: the links' latency back on, and the ranks go (polled)."""
+        if not clock.all_joined():
+            return False
+        if held:
+            emu.hold_latency(False)
+        clock.go()
+        return True
     pids = {}
     try:
         for host in plan.hosts:
             job = {"rank": host.rank, "world": plan.ranks, "master": plan.hosts[0].ip, "port": PORT,
                    "timeout_s": op_timeout_s, "margin_s": margin_s,
                    "addrs": [plan.ip(r) for r in range(plan.ranks)], "work": work, "k": plan.scale,
-                   "delays": (delays or {}).get(host.rank, []), "seed": seed * 1009 + host.rank,
+                   "passes": [laws.get(host.rank, []) for laws in passes], "seed": seed * 1009 + host.rank,
                    "out": str(workdir / f"rank{host.rank}.json"),
                    "progress": str(workdir / "progress") if on_progress and host.rank == 0 else None}
             env = {"GLOO_SOCKET_IFNAME": plan.host_intf(host.rank), "OMP_NUM_THREADS": "1"}
             pids[emu.fork(host.rank, _child(rank_main.run_job, job, clock, env, workdir / f"rank{host.rank}.log"),
                           name=f"{plan.prefix}r{host.rank}")] = host.rank
-        _wait(pids, workdir, timeout_s, on_progress)
+        _wait(pids, workdir, timeout_s, on_progress, release)
     finally:
         emu.reap(list(pids))
-    out, wl, own = [], [], []
+    out, own = [([], []) for _ in passes], []
     for host in plan.hosts:
         data = json.loads((workdir / f"rank{host.rank}.json").read_text())
-        out += [RankResult(host.rank, r["op"], r["bytes"], r["times_s"], r["correct"], r["late_starts"])
-                for r in data["results"]]
-        wl += [RankWorkload(host.rank, r["entry"], r["ends_s"], r["correct"], r["late_starts"])
-               for r in data["workloads"]]
+        for (results, workloads), done in zip(out, data["passes"]):
+            results += [RankResult(host.rank, r["op"], r["bytes"], r["times_s"], r["correct"], r["late_starts"])
+                        for r in done["results"]]
+            workloads += [RankWorkload(host.rank, r["entry"], r["ends_s"], r["correct"], r["late_starts"])
+                          for r in done["workloads"]]
         own.append({"rank": host.rank, "join_s": data["join_s"], "memory": data["memory"],
                     "retransmitted_to": data.get("retransmitted_to")})
-    return out, wl, own
+    return out, own
 
 
 def _child(fn, job: dict, clock, env: dict, log: Path):
@@ -101,11 +126,15 @@ def _child(fn, job: dict, clock, env: dict, log: Path):
     return body
 
 
-def _wait(pids: dict[int, int], workdir: Path, timeout_s: float, on_progress=None) -> None:
+def _wait(pids: dict[int, int], workdir: Path, timeout_s: float, on_progress=None,
+          on_joined=lambda: True) -> None:
+    """Wait for every rank, bounded; on_joined() is polled until it says it has released them."""
     deadline = time.monotonic() + timeout_s
     running = dict(pids)
-    seen = 0
+    seen, released = 0, False
     while running:
+        if not released:
+            released = on_joined()
         if on_progress:
             seen = _read_progress(workdir / "progress", seen, on_progress)
         failed = _reap_finished(running)

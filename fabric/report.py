@@ -3,6 +3,7 @@ tail (p99), the bottleneck link and bus efficiency, the α-β model, and the rea
 from __future__ import annotations
 
 from collectives.algorithms import ALGORITHMS, BASELINE
+from fabric.results import lossless_dropped
 from fabric.stats import fmt, fmt_interval, needed
 from fabric.units import fmt_rate, fmt_time
 
@@ -31,7 +32,7 @@ def header(doc: dict) -> list[str]:
                 if e.get("op_s") or e.get("step_s") else "")
         lines.append(f"#   link {link['name']}: real {fmt_rate(link['rate_bps'])} {fmt_time(link['latency_s'])}"
                      f" -> emulated {fmt_rate(link['emulated_rate_bps'])} {fmt_time(link['emulated_latency_s'])}{cost}"
-                     + _dropped(link.get("drops")))
+                     + _flow_control(link) + _dropped(link))
     if doc.get("tcp"):
         t = doc["tcp"]
         r = t["retransmitted"]
@@ -51,8 +52,10 @@ def _resources(r: dict) -> str:
            f"{m['ranks']} ranks; up to {m['peak_rss_max'] / 2**20:.0f} MiB resident with torch's shared pages)"
            if m.get("own_p50") is not None else "")
     join = f" (joining the gloo group {r['join_s']:.1f} s)" if r.get("join_s") is not None else ""
+    runs = (f"; {r['runs']} runs on this one fabric (baseline, then stragglers): the drop and TCP counters"
+            f" above are theirs together" if r.get("runs", 1) > 1 else "")
     return (f"# host cost: set-up {r['setup_s']:.1f} s, ranks {r['ranks_s']:.1f} s{join}, tear-down "
-            f"{r['teardown_s']:.1f} s{mem}")
+            f"{r['teardown_s']:.1f} s{mem}{runs}")
 
 
 def _pairs(t: dict) -> str:
@@ -70,14 +73,26 @@ def _memory_pressure(by: dict) -> str:
     return f"; TCP memory pressure {n:,} times (net.ipv4.tcp_mem of this kernel)" if n else ""
 
 
-def _dropped(d: dict | None) -> str:
-    """What the kernel dropped on a link class's shaped directions during the run."""
+def _flow_control(link: dict) -> str:
+    if link.get("lossless", True):
+        return "; lossless"
+    return f"; lossy, switch buffer {link['buffer_bytes']:,} B"
+
+
+def _dropped(link: dict) -> str:
+    """What the kernel dropped on a link class's shaped directions during the run; a warning
+    where a lossless link dropped packets that no configured loss explains."""
+    d = link.get("drops")
     if d is None:
         return ""
     if not d["packets"]:
         return f"; dropped 0 of {d['sent_packets']:,} packets"
-    return (f"; DROPPED {d['packets']:,} of {d['sent_packets']:,} packets on {d['directions_dropping']} of "
+    text = (f"; DROPPED {d['packets']:,} of {d['sent_packets']:,} packets on {d['directions_dropping']} of "
             f"{d['directions']} directions")
+    if lossless_dropped(link):
+        text += " -- WARNING: a lossless link dropped packets (its queues were too short for what was sent)"
+    return text
+
 
 
 def table(doc: dict) -> str:

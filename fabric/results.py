@@ -240,3 +240,9 @@ def _get(record: dict, dotted: str):
             return ""
         record = record[part]
     return record
+
+
+def lossless_dropped(link: dict) -> bool:
+    """A lossless link class (a results.json `links` entry) that dropped packets no configured loss explains."""
+    d = link.get("drops") or {}
+    return bool(link.get("lossless", True) and d.get("packets") and not link.get("loss_configured", link.get("loss")))

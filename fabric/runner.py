@@ -7,15 +7,15 @@ import secrets
 import signal
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from collectives.algorithms import AUTO
 from fabric import cleanup, host, ranks, results, scale
 from fabric import work as works
 from fabric.emulation import Emulation
-from fabric.plan import Plan, build
-from fabric.profile import Profile, parse
+from fabric.plan import Plan, build, lossy_buffer
+from fabric.profile import Profile, SlowLink, SlowRank, parse
 from fabric.work import Work
 
 
@@ -78,16 +78,18 @@ def check_host_tools() -> None:
         raise HostUnfit("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
 
 
-def _tracker(progress, what: str, work: list[Work]):
-    """on_progress for ranks.run: rank 0's (item, iterations done) as predicted seconds done."""
-    before = [sum((i.warmup + i.iters) * i.seconds for i in work[:j]) for j in range(len(work))]
-    total = sum((i.warmup + i.iters) * i.seconds for i in work)
-    progress.phase(f"{what}starting {len(work)} ops and workloads", total=total or None)
+def _tracker(progress, whats: list[str], work: list[Work]):
+    """on_progress for ranks.run_passes: rank 0's (item, iterations done) as predicted seconds
+    done; item p x len(work) + j is item j of pass p, whose phase label is whats[p]."""
+    items = work * len(whats)
+    before = [sum((i.warmup + i.iters) * i.seconds for i in items[:j]) for j in range(len(items))]
+    total = sum((i.warmup + i.iters) * i.seconds for i in items)
+    progress.phase(f"{whats[0]}starting {len(work)} ops and workloads", total=total or None)
 
     def on_progress(j: int, done: int) -> None:
-        i = work[j]
+        i, what = items[j], whats[j // len(work)]
         stage = "warmup" if done <= i.warmup else f"{done - i.warmup} of {'up to ' if i.until else ''}{i.iters}"
-        progress.update(before[j] + done * i.seconds, f"{what}{j + 1} of {len(work)}: {i.label} ({stage})")
+        progress.update(before[j] + done * i.seconds, f"{what}{j % len(work) + 1} of {len(work)}: {i.label} ({stage})")
     return on_progress
 
 
@@ -108,16 +110,26 @@ def check_host(profile: Profile) -> str:
 def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None = None, progress=None,
             algorithm: str = AUTO) -> dict:
     """Build, run, tear down; return the results document.  Raises ranks.RankError on failure.
-    A profile with stragglers runs twice, first without them: the baseline of its slowdown.
-    progress: a fabric.progress.Progress to show the phases on; algorithm: forced on every
-    call it runs (collectives/algorithms), else each entry's own (auto: the model's fastest)."""
+    A profile with stragglers also runs without them, first: the baseline of its slowdown.
+    Late ranks alone leave the fabric as it is, so then both runs share one fabric and one gloo
+    group (for the 8-rank demo in the microVM, a build of 29 s and a join of 10 s); a slow link is
+    another fabric, built after the baseline's.  progress: a fabric.progress.Progress to show
+    the phases on; algorithm: forced on every call it runs (collectives/algorithms), else each
+    entry's own (auto: the model's fastest)."""
     if not profile.stragglers:
-        return _execute_once(profile, k, netem, log, keep, progress, algorithm=algorithm)
-    log(f"fabric: baseline run without the {len(profile.stragglers)} stragglers")
-    baseline = _execute_once(profile.without_stragglers(), k, netem, log, keep and keep / "baseline", progress,
-                             "baseline: ", algorithm)
-    log("fabric: run with the stragglers: " + "; ".join(s.label for s in profile.stragglers))
-    doc = _execute_once(profile, k, netem, log, keep, progress, "stragglers: ", algorithm)
+        return _execute(profile, k, netem, log, keep, progress, algorithm=algorithm)[0]
+    label = "; ".join(s.label for s in profile.stragglers)
+    if all(isinstance(s, SlowRank) for s in profile.stragglers):
+        log(f"fabric: a baseline run without the {len(profile.stragglers)} stragglers, then one with them ({label}), "
+            f"on one fabric")
+        baseline, doc = _execute(profile.without_stragglers(), k, netem, log, keep, progress, algorithm=algorithm,
+                                 passes=[("baseline: ", profile.without_stragglers()), ("stragglers: ", profile)])
+    else:
+        log(f"fabric: baseline run without the {len(profile.stragglers)} stragglers")
+        [baseline] = _execute(profile.without_stragglers(), k, netem, log, keep and keep / "baseline", progress,
+                              algorithm=algorithm, passes=[("baseline: ", profile.without_stragglers())])
+        log("fabric: run with the stragglers: " + label)
+        [doc] = _execute(profile, k, netem, log, keep, progress, algorithm=algorithm, passes=[("stragglers: ", profile)])
     doc["stragglers"] = {"entries": [s.label for s in profile.stragglers],
                          "baseline": {"results": baseline["results"], "workloads": baseline["workloads"]},
                          "slowdown": results.slowdown(baseline, doc)}
@@ -126,9 +138,21 @@ def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None
 
 def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None, progress=None,
                   what: str = "", algorithm: str = AUTO) -> dict:
+    return _execute(profile, k, netem, log, keep, progress, algorithm=algorithm, passes=[(what, profile)])[0]
+
+
+def _execute(profile: Profile, k: float, netem: str, log, keep: Path | None, progress=None,
+             algorithm: str = AUTO, passes: list[tuple[str, Profile]] | None = None) -> list[dict]:
+    """Build `profile`'s fabric once and run its work once per pass: (progress label, the
+    profile whose late ranks that pass has; the same fabric: they differ in SlowRank stragglers
+    only); one results document per pass.  The kernel's counters and the host's costs are read
+    once, over every pass."""
+    passes = passes or [("", profile)]
     plan = build(profile, k, run_id=new_run_id())
     work = works.build(plan, algorithm)
-    bounds = sizing(plan, work)
+    each = [sizing(replace(plan, profile=p), work) for _, p in passes]
+    bounds = Sizing(each[0].margin_s, op_timeout_s=max(b.op_timeout_s for b in each),
+                    run_timeout_s=sum(b.run_timeout_s for b in each) - 120 * (len(each) - 1))
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         with tempfile.TemporaryDirectory(prefix="fabric-") as tmp:
@@ -136,33 +160,45 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
             log(f"fabric: building {plan.ranks} hosts, {len(plan.switches)} bridges, "
                 f"{len(plan.shapers)} shaped link directions ({plan.prefix})")
             if progress:
-                progress.phase(f"{what}building the topology")
+                progress.phase(f"{passes[0][0]}building the topology")
             began = time.monotonic()
             with Emulation(plan) as emu:
                 built = time.monotonic()
-                on_progress = _tracker(progress, what, work) if progress else None
+                on_progress = _tracker(progress, [what for what, _ in passes], work) if progress else None
                 ops = sum(1 for w in work if w.op)
-                log(f"fabric: running {ops} op/size pairs and {len(work) - ops} workloads on {plan.ranks} "
+                runs = f" ({len(passes)} runs)" if len(passes) > 1 else ""
+                log(f"fabric: running {ops} op/size pairs and {len(work) - ops} workloads{runs} on {plan.ranks} "
                     f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
-                rank_results, rank_workloads, per_rank = ranks.run(
+                by_pass, per_rank = ranks.run_passes(
                     emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
-                    delays=delay_laws(profile, k), seed=profile.seed, on_progress=on_progress)
+                    [delay_laws(p, k) for _, p in passes], seed=profile.seed, on_progress=on_progress)
                 ran = time.monotonic()
                 counted, tcp = _counters(emu, log)
             torn_down = time.monotonic()
     finally:
         signal.signal(signal.SIGTERM, previous)
-    doc = results.document(plan, results.summarize(plan, work, rank_results), netem,
-                           workloads=results.summarize_workloads(plan, work, rank_workloads))
-    # used_links: the ranks' own link class first, then the domains' uplink (two_tier)
-    doc["links"] = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
-                     "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
-                     "emulated_latency_s": plan.emulated(l).latency_s,
-                     "endpoint": asdict(profile.endpoint_of(l.name)), "drops": _drops(plan, counted, l.name)}
-                    for role, l in zip(("ranks", "uplink"), (profile.link(n) for n in profile.used_links()))]
-    doc["tcp"] = tcp and {**tcp, "retransmitted_pairs": retransmitted_pairs(per_rank)}
-    doc["resources"] = resources(per_rank, built - began, ran - built, torn_down - ran)
-    return doc
+    links = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
+              "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
+              "emulated_latency_s": plan.emulated(l).latency_s,
+              "endpoint": asdict(profile.endpoint_of(l.name)), "lossless": l.lossless,
+              "buffer_bytes": lossy_buffer(l), "loss_configured": _loss_configured(profile, role, l),
+              "drops": _drops(plan, counted, l.name)}
+             # used_links: the ranks' own link class first, then the domains' uplink (two_tier)
+             for role, l in zip(("ranks", "uplink"), (profile.link(n) for n in profile.used_links()))]
+    for link in links:
+        if results.lossless_dropped(link):
+            log(f"fabric: WARNING: lossless link {link['name']} dropped {link['drops']['packets']:,} packets")
+    cost = {**resources(per_rank, built - began, ran - built, torn_down - ran), "runs": len(passes)}
+    docs = []
+    for (_, p), (rank_results, rank_workloads) in zip(passes, by_pass):
+        mine = replace(plan, profile=p)
+        doc = results.document(mine, results.summarize(mine, work, rank_results), netem,
+                               workloads=results.summarize_workloads(mine, work, rank_workloads))
+        doc["links"] = links
+        doc["tcp"] = tcp and {**tcp, "retransmitted_pairs": retransmitted_pairs(per_rank)}
+        doc["resources"] = cost
+        docs.append(doc)
+    return docs
 
 
 def retransmitted_pairs(per_rank: list[dict]) -> list[list[int]] | None:
@@ -196,6 +232,12 @@ def _counters(emu, log) -> tuple[dict | None, dict | None]:
     except Exception as exc:     # noqa: BLE001 - any netlink or /proc error
         log(f"fabric: could not read the kernel's drop and retransmission counters: {exc}")
         return None, None
+
+
+def _loss_configured(profile: Profile, role: str, link) -> bool:
+    """The profile asks for packet loss on this link class: its own, or a slow link's of its tier."""
+    target = "rank" if role == "ranks" else "domain"
+    return bool(link.loss or any(isinstance(s, SlowLink) and s.target == target and s.loss for s in profile.stragglers))
 
 
 def _drops(plan, counted: dict | None, link_class: str) -> dict | None:

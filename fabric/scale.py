@@ -135,36 +135,68 @@ def host_seconds(work, cal: Calibration, ranks: int) -> float:
     return xfers * cal.overhead_s / CALIBRATION_RANKS + added / (cal.add_Bps * cpus)
 
 
-def host_bound(profile: Profile, cal: Calibration, algorithm: str = "auto") -> tuple[float, str]:
+def moved_bits(work) -> float:
+    """Bits one iteration of `work` puts on the fabric: every transfer between two ranks."""
+    return 8.0 * sum(sum(x.count for x in p.schedule.xfers if not x.local) * p.schedule.item
+                     for p in work.parts if p.schedule is not None)
+
+
+def host_bound(profile: Profile, cal: Calibration, algorithm: str = "auto",
+               with_bytes: bool = False) -> tuple[float, str]:
     """The k that keeps every op's and workload entry's host time within HOST_SHARE of its
-    emulated model time, and the entry that sets it."""
+    emulated model time, and the entry that sets it.  with_bytes: the host time includes moving
+    the iteration's bytes at the calibrated capacity (a bound on how much a burst the shapers
+    would pass faster than the host moves it can stretch the iteration)."""
+    return _host_bounds(profile, cal, algorithm)[1 if with_bytes else 0]
+
+
+def _host_bounds(profile: Profile, cal: Calibration, algorithm: str) -> tuple[tuple[float, str], tuple[float, str]]:
+    """host_bound without and with the bytes, from one build of the work (the α-β model of every
+    candidate algorithm: seconds in the software-emulated microVM)."""
     from fabric import work as works
     from fabric.plan import build
     plan = build(profile, 1.0)
-    need, label = 0.0, ""
+    bounds = [(0.0, ""), (0.0, "")]
     for w in works.build(plan, algorithm):
         if w.seconds > 0:
-            k = host_seconds(w, cal, plan.ranks) / (HOST_SHARE * w.seconds)
-            if k > need:
-                need, label = k, f"{w.label} ({w.algorithm})"
-    return need, label
+            busy = host_seconds(w, cal, plan.ranks)
+            for i, t in enumerate((busy, busy + moved_bits(w) / cal.capacity_bps)):
+                k = t / (HOST_SHARE * w.seconds)
+                if k > bounds[i][0]:
+                    bounds[i] = (k, f"{w.label} ({w.algorithm})")
+    return bounds[0], bounds[1]
 
 
 def choose(profile: Profile, cal: Calibration, algorithm: str = "auto") -> Choice:
+    """The smallest nice k that meets the latency rule and the host-work rule, and the rate rule
+    in one of its two forms, whichever gives the smaller k: every port at its full rate at once
+    within RATE_SHARE of the host's capacity (then the shapers, never the host, pace the bytes),
+    or the bytes each iteration actually moves counted as host work (moving them at the host's
+    capacity fits HOST_SHARE of the model time, beside the transfers and additions).  The second
+    lets a latency-bound workload, whose ports are idle most of an iteration, run at the k its
+    latency needs: the isl-800g demo's 16 KiB all-reduces and 8-token MoE layers need k >= ~10 000
+    for their bytes where every NVLink port at once would need 70 000 (microVM, 0.82 Gbit/s)."""
     if profile.scale is not None:
         return Choice(profile.scale, "fixed in the profile")
     port = profile.link(profile.topology.intra).rate_bps
-    k_rate = port * profile.topology.ranks / (RATE_SHARE * cal.capacity_bps)
+    k_ports = port * profile.topology.ranks / (RATE_SHARE * cal.capacity_bps)
     alpha = step_latency(profile)
     k_lat = cal.overhead_s / (LATENCY_SHARE * alpha) if alpha else 0.0
-    k_host, heaviest = host_bound(profile, cal, algorithm)
-    k = nice_ceil(max(1.0, k_rate, k_lat, k_host))
-    why = (f"auto: rate needs k >= {k_rate:.3g} ({profile.topology.ranks} ranks x their port's rate within "
-           f"{RATE_SHARE:.0%} of {cal.capacity_bps / 1e9:.3g} Gbit/s host capacity)")
+    (k_host, heaviest), (k_bytes, heaviest_bytes) = _host_bounds(profile, cal, algorithm)
+    by_ports = max(1.0, k_ports, k_lat, k_host)
+    by_bytes = max(1.0, k_lat, k_bytes)
+    k = nice_ceil(min(by_ports, by_bytes))
+    if by_bytes < by_ports:
+        why = (f"auto: rate needs k >= {k_bytes:.3g} ({heaviest_bytes}: its bytes at {cal.capacity_bps / 1e9:.3g} "
+               f"Gbit/s host capacity, its transfers and additions within {HOST_SHARE:.0%} of its model time; "
+               f"every port at full rate at once would need {k_ports:.3g})")
+    else:
+        why = (f"auto: rate needs k >= {k_ports:.3g} ({profile.topology.ranks} ranks x their port's rate within "
+               f"{RATE_SHARE:.0%} of {cal.capacity_bps / 1e9:.3g} Gbit/s host capacity)")
     if alpha:
         why += (f", latency needs k >= {k_lat:.3g} ({cal.overhead_s * 1e6:.0f} us host overhead per step within "
                 f"{LATENCY_SHARE:.0%} of the smallest step latency, {alpha * 1e6:.3g} us real)")
-    if heaviest:
+    if heaviest and by_bytes >= by_ports:
         why += (f", host work needs k >= {k_host:.3g} ({heaviest}: its transfers and additions within "
                 f"{HOST_SHARE:.0%} of its model time)")
     return Choice(k, why + f"; host figures: {cal.method}")

@@ -67,18 +67,27 @@ def variants(data: dict, source: str, over: str, values: list) -> list:
 def run(data: dict, source: str, over: str, values: list, k: float, netem: str, log, progress=None,
         algorithm: str = "auto") -> dict:
     """Every point's results document and, per op/workload, its slowdown against its baseline."""
-    from fabric.runner import _execute_once, execute
+    from fabric.profile import SlowRank
+    from fabric.runner import _execute, _execute_once, execute
     points = variants(data, source, over, values)
-    shared = None
+    shared, ran = None, [None] * len(points)
     if over == "delay":
-        log("fabric sweep: baseline without stragglers")
-        shared = _execute_once(points[0][1].without_stragglers(), k, netem, log, None, progress, "baseline: ",
-                               algorithm)
+        base = points[0][1].without_stragglers()
+        if all(isinstance(s, SlowRank) for _, p in points for s in p.stragglers):
+            # late ranks only: the baseline and every delay run on one fabric and one gloo group
+            log(f"fabric sweep: baseline without stragglers, then {over} = {', '.join(map(str, values))}, on one fabric")
+            docs = _execute(base, k, netem, log, None, progress, algorithm=algorithm,
+                            passes=[("baseline: ", base)] + [(f"{over} = {v}: ", p) for v, p in points])
+            shared, ran = docs[0], docs[1:]
+        else:
+            log("fabric sweep: baseline without stragglers")
+            shared = _execute_once(base, k, netem, log, None, progress, "baseline: ", algorithm)
     docs = []
-    for v, profile in points:
-        log(f"fabric sweep: {over} = {v}")
-        doc = (_execute_once(profile, k, netem, log, None, progress, f"{over} = {v}: ", algorithm) if shared else
-               execute(profile, k, netem, log, progress=progress, algorithm=algorithm))
+    for (v, profile), done in zip(points, ran):
+        if done is None:
+            log(f"fabric sweep: {over} = {v}")
+        doc = done or (_execute_once(profile, k, netem, log, None, progress, f"{over} = {v}: ", algorithm)
+                       if shared else execute(profile, k, netem, log, progress=progress, algorithm=algorithm))
         # against the shared baseline, the point's own (stragglers), or else the first point
         if shared:
             base = shared

@@ -166,9 +166,16 @@ def test_lab2_the_crossover_grows_with_the_links_rate(labs):
     fits = {n: json.loads((_ok(labs, f"l2-{n}") / "results.json").read_text())["fit"]["all_reduce"]
             for n in ("nvlink4", "eth100")}
     assert fits["nvlink4"]["crossover_bytes"] > 4 * fits["eth100"]["crossover_bytes"]
-    for n, f in fits.items():   # the fitted terms land near the profile's (tolerance: 2 iterations, 3-4 sizes)
+    for n, f in fits.items():   # the fitted latency lands near the profile's (tolerance: 2 iterations, 3-4 sizes)
         assert f["alpha_diff"] == pytest.approx(0, abs=0.3), (n, f)
-        assert f["beta_diff"] == pytest.approx(0, abs=0.4), (n, f)
+    # NVLink is lossless: its fitted bandwidth lands near the profile's too
+    assert fits["nvlink4"]["beta_diff"] == pytest.approx(0, abs=0.4), fits["nvlink4"]
+    # 100 GbE is lossy (drop-tail switch ports one bandwidth-delay product deep): the 1 MiB two-shot's
+    # reduce-scatter puts 7 x 128 KiB into each port's 187.5 kB at once, the switch drops and TCP
+    # resends, and the fit finds less bandwidth than the link's (measured -0.38 to -0.51 in 4 runs, 1,027-1,215 drops)
+    eth = json.loads((_ok(labs, "l2-eth100") / "results.json").read_text())
+    assert eth["links"][0]["drops"]["packets"] > 0 and not eth["links"][0]["lossless"]
+    assert fits["eth100"]["beta_diff"] < -0.15, fits["eth100"]
 
 
 @pytest.mark.root

@@ -4,7 +4,8 @@ import math
 import pytest
 
 from conftest import flat
-from fabric.plan import FRAME, INIT_WINDOW, JUMBO_MTU, MTU, QUANTUM_MAX, build, mtu, queue_limit, shaping
+from fabric.plan import (FRAME, INIT_WINDOW, JUMBO_MTU, MTU, QUANTUM_MAX, build, flow_control, lossy_buffer, mtu,
+                         queue_limit, shaping)
 from fabric.profile import parse
 from test_profile import IB
 
@@ -92,6 +93,41 @@ def test_every_queue_holds_the_windows_of_every_connection_through_it():
     for name in ("fab0000s0:fab0000u0", "fab0000core:fab0000d1"):
         (band,) = two.shapers[name].bands
         assert band.limit * (two.mtu + 14) >= 16 * INIT_WINDOW        # 4 x 4 pairs cross it
+
+
+def test_lossy_switch_ports_drop_beyond_one_bandwidth_delay_product_and_hosts_hold_their_windows():
+    """Ethernet (lossless: false): a switch port queues one round trip's bytes beyond the wire;
+    a rank's own port is its host's queue, which TCP does not overflow, lossy or not."""
+    doc = flat(ranks=8, rate="100Gbit/s", latency="7.5us", lossless=False)
+    plan = build(parse(doc, "f.yaml"), 1000.0)
+    f = plan.mtu + 14
+    bdp = 12.5e9 * 2 * 7.5e-6                                         # 187,500 B
+    assert lossy_buffer(plan.profile.link("eth")) == pytest.approx(bdp)
+    (into,) = plan.shapers["fab0000s0:fab0000p3"].bands
+    assert into.limit == math.ceil(bdp / f) and not into.netem      # 21 frames of 9014 B
+    port = plan.shapers["fab0000h3:" + plan.host_intf(3)]
+    assert all(b.limit * f >= 4 * INIT_WINDOW for b in port.bands)
+    assert "lossy" in flow_control(plan.profile.link("eth")) and "187,500 B" in flow_control(plan.profile.link("eth"))
+    small = build(parse({**doc, "links": {"eth": {**doc["links"]["eth"], "buffer": "64KiB"}}}, "f.yaml"), 1000.0)
+    assert small.shapers["fab0000s0:fab0000p3"].bands[0].limit == math.ceil(65536 / f)
+    assert "its buffer" in flow_control(small.profile.link("eth"))
+
+
+def test_a_lossy_uplink_counts_the_packets_on_its_wire_beside_its_buffer():
+    two = parse({"name": "t", "description": "d", "scale": 1000,
+                 "links": {"nv": {"rate": "450GB/s", "latency": "2us"},
+                           "eth": {"rate": "100Gbit/s", "latency": "7.5us", "jitter": "1us", "lossless": False}},
+                 "topology": {"kind": "two_tier", "domains": 2, "ranks_per_domain": 4, "intra": "nv", "inter": "eth"},
+                 "workload": [{"op": "all_reduce", "bytes": "1KiB"}]}, "t.yaml")
+    plan = build(two, 1000.0)
+    f = plan.mtu + 14
+    (up,) = plan.shapers["fab0000s0:fab0000u0"].bands              # netem: the inter latency
+    wire = 12.5e9 * (7.5e-6 + 4 * 1e-6)                             # rate x (delay + 4 sigma): in netem's line
+    assert up.netem and up.limit == math.ceil(wire / f) + math.ceil(12.5e9 * 15e-6 / f)
+    (core,) = plan.shapers["fab0000core:fab0000d1"].bands
+    assert not core.netem and core.limit == math.ceil(12.5e9 * 15e-6 / f)
+    (into,) = plan.shapers["fab0000s1:fab0000p5"].bands           # NVLink stays lossless
+    assert into.limit * f >= 7 * INIT_WINDOW and flow_control(two.link("nv")).startswith("lossless")
 
 
 def test_jumbo_frames_only_where_a_packets_wire_time_is_small_and_nothing_is_lost():

@@ -61,6 +61,8 @@ def _with(path, value):
     (("workload",), [{"op": "allreduce", "bytes": "4KiB"}], "workload[0].op", "unknown op"),
     (("workload",), [{"op": "all_reduce", "bytes": "4KiB", "splits": "uneven"}], "workload[0].splits", "uneven"),
     (("scale",), 0.5, "scale", "expected 'auto' or a number"),
+    (("links", "ndr", "lossless"), "no", "links.ndr.lossless", "expected true or false"),
+    (("links", "ndr", "buffer"), "1MiB", "links.ndr.buffer", "expected lossless: false beside it"),
     (("name",), KeyError, "name", "missing required key"),
 ])
 def test_bad_profiles_name_the_key(path, value, key, words):
@@ -176,3 +178,11 @@ def test_the_docs_cite_only_files_inside_the_repository():
     assert len(docs) > 8
     for f in docs:
         assert "shared/" not in f.read_text(), f"{f.relative_to(root)} cites a file outside the repository"
+
+
+def test_link_classes_are_lossless_unless_they_say_otherwise():
+    p = parse(flat(lossless=False, buffer="512KiB"), "f.yaml")
+    assert not p.links["eth"].lossless and p.links["eth"].buffer_bytes == 512 << 10
+    assert parse(flat(), "f.yaml").links["eth"].lossless and parse(flat(), "f.yaml").links["eth"].buffer_bytes is None
+    with pytest.raises(ProfileError, match=r"^f.yaml: links.eth.buffer: expected a size"):
+        parse(flat(lossless=False, buffer="fast"), "f.yaml")

@@ -76,9 +76,13 @@ def test_the_tracker_moves_in_predicted_seconds():
 
         def update(self, completed, description=None):
             calls.append(("update", completed, description))
-    on_progress = runner._tracker(Bar(), "baseline: ", items)
+    # two runs on one fabric (a baseline, then the stragglers): rank 0 counts items on over both
+    on_progress = runner._tracker(Bar(), ["baseline: ", "stragglers: "], items)
     on_progress(0, 1)
     on_progress(1, 3)
-    assert calls[0] == ("phase", "baseline: starting 2 ops and workloads", pytest.approx(4 * small + 4 * big))
+    on_progress(3, 4)
+    assert calls[0] == ("phase", "baseline: starting 2 ops and workloads", pytest.approx(8 * small + 8 * big))
     assert calls[1] == ("update", pytest.approx(small), "baseline: 1 of 2: all_reduce 65536 B (warmup)")
     assert calls[2] == ("update", pytest.approx(4 * small + 3 * big), "baseline: 2 of 2: all_reduce 1048576 B (2 of 3)")
+    assert calls[3] == ("update", pytest.approx(8 * small + 8 * big),
+                        "stragglers: 2 of 2: all_reduce 1048576 B (3 of 3)")

@@ -132,3 +132,25 @@ def test_p99_is_printed_only_from_100_iterations_and_slowdowns_carry_an_interval
     assert "n/a" not in row and row.split()[4] == "100"
     lo, hi = slowdown(few, many)[0]["ratio_ci"]["p50"]     # the same distribution: the interval holds 1
     assert lo <= 1 <= hi
+
+
+def _link(lossless=True, dropped=0, loss=0.0, **extra):
+    return {"name": "eth", "role": "ranks", "rate_bps": 1e11, "latency_s": 7.5e-6, "jitter_s": 0, "loss": loss,
+            "emulated_rate_bps": 1e8, "emulated_latency_s": 7.5e-3, "endpoint": {"op_s": 0, "step_s": 0},
+            "lossless": lossless, "buffer_bytes": None if lossless else 187_500, "loss_configured": bool(loss),
+            "drops": {"packets": dropped, "directions": 16, "directions_dropping": min(dropped, 3), "requeues": 0,
+                      "sent_packets": 10_000}, **extra}
+
+
+@pytest.mark.parametrize("link,warned", [
+    (_link(dropped=5), True),                       # a lossless link should never drop: say so
+    (_link(dropped=0), False),
+    (_link(lossless=False, dropped=5), False),      # Ethernet under incast: expected
+    (_link(dropped=5, loss=0.001), False),          # the profile asked for loss
+])
+def test_a_lossless_link_that_dropped_is_a_warning_in_the_table(link, warned):
+    doc = {**_doc(), "links": [link]}
+    line = next(l for l in report.header(doc) if l.startswith("#   link eth"))
+    assert ("WARNING: a lossless link dropped" in line) == warned
+    assert ("lossy, switch buffer 187,500 B" in line) == (not link["lossless"])
+    assert ("DROPPED 5 of 10,000 packets on 3 of 16 directions" in line) == bool(link["drops"]["packets"])

@@ -94,3 +94,24 @@ def test_a_faster_uplink_than_the_ports_does_not_raise_k():
                "topology": {"kind": "two_tier", "domains": 2, "ranks_per_domain": 4, "intra": "port", "inter": "up"},
                "workload": [{"op": "all_reduce", "bytes": "1KiB"}]}, "t.yaml")
     assert choose(p, Calibration(1e-9, 4e9, "t", add_Bps=1e15)).k == nice_ceil(8 * 1e9 / (0.5 * 4e9))
+
+
+def test_a_latency_bound_workload_is_held_to_the_bytes_it_moves_not_every_port_at_full_rate():
+    """Small all-reduces on NVLink: the ports are idle most of an iteration, so the bytes moved
+    (at the host's capacity, with the transfers, within HOST_SHARE of the model time) set the
+    rate bound; a 16 MiB all-to-all moves too much for that and keeps every port's full rate."""
+    from fabric.scale import HOST_SHARE, RATE_SHARE, host_seconds, moved_bits
+    def nv(workload):
+        return parse({"name": "t", "description": "d", "scale": "auto",
+                      "links": {"nv": {"rate": "450GB/s", "latency": "2us"}},
+                      "topology": {"kind": "flat", "ranks": 8, "link": "nv"}, "workload": workload}, "t.yaml")
+    cal = Calibration(overhead_s=300e-6, capacity_bps=0.8e9, method="t", add_Bps=0.8e9)
+    every_port = 3.6e12 * 8 / (RATE_SHARE * cal.capacity_bps)
+    small = nv([{"op": "all_reduce", "bytes": "16KiB", "algorithm": "one_shot"}])
+    (w,) = _works(small)
+    assert moved_bits(w) == 8 * 7 * 16384 * 8                      # every rank sends 16 KiB to 7 others
+    c = choose(small, cal)
+    assert c.k < every_port and "every port at full rate at once would need" in c.reason
+    assert host_seconds(w, cal, 8) + moved_bits(w) / cal.capacity_bps <= HOST_SHARE * w.seconds * c.k
+    big = nv([{"op": "all_to_all", "bytes": "16MiB"}])
+    assert choose(big, cal).k == nice_ceil(every_port)

@@ -86,6 +86,8 @@ def test_a_straggler_raises_the_collective_p50_by_its_delay(runs):
     # late to both all-reduces of the layer
     assert tp["straggler_us"]["p50"] >= 2 * D * 1e6 + 0.9 * tp_base["model_iteration_us"]
     assert "rank 2 late by fixed 50000 us" in table
+    # late ranks alone leave the fabric as it is: the baseline and the straggler run shared one
+    assert doc["resources"]["runs"] == 2 and "2 runs on this one fabric" in table
 
 
 def test_math_added_gives_the_tpot_of_math_waited_for(tmp_path):
@@ -127,6 +129,7 @@ def test_a_sweep_over_straggler_delay_shows_the_tail_growing(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     doc = json.loads((tmp_path / "out" / "sweep.json").read_text())
     small, large = (p["slowdown"][0] for p in doc["points"])
+    assert [p["doc"]["resources"]["runs"] for p in doc["points"]] == [3, 3]   # baseline + 2 delays, one fabric
     assert large["straggler_us"]["p50"] - small["straggler_us"]["p50"] >= 0.8 * 60e3
     assert large["ratio"]["p50"] > small["ratio"]["p50"] > 1 and "sweep over delay" in proc.stdout
     nothing_left()

@@ -247,7 +247,8 @@ def _drops(plan, counted: dict | None, link_class: str) -> dict | None:
     mine = [counted[key] for key, s in plan.shapers.items() if s.link_class == link_class]
     return {"packets": sum(c["drops"] for c in mine), "directions": len(mine),
             "directions_dropping": sum(1 for c in mine if c["drops"]),
-            "requeues": sum(c["requeues"] for c in mine), "sent_packets": sum(c["packets"] for c in mine)}
+            "requeues": sum(c["requeues"] for c in mine), "overlimits": sum(c["overlimits"] for c in mine),
+            "sent_packets": sum(c["packets"] for c in mine)}
 
 
 _MAIN_PID = os.getpid()

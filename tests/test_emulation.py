@@ -97,6 +97,8 @@ def test_the_kernels_drop_and_retransmission_counters_are_reported(flat_run):
     (link,) = doc["links"]
     d = link["drops"]
     assert d["directions"] == 8 and d["sent_packets"] > 0     # 4 ports, each way
+    assert d["packets"] == 0 and link["lossless"]             # a lossless link's queues hold every window
+    assert d["overlimits"] > 0          # the shapers held packets back: MiBs at 200 Mbit/s, 16 MiB windows
     tcp = dict(doc["tcp"])
     by = tcp.pop("receiver_drops_by")        # only the kernel counters that moved, each per rank
     pairs = tcp.pop("retransmitted_pairs")   # [sender, receiver, segments], from each socket's tcp_info

@@ -170,9 +170,7 @@ def _host_ready(profile, args, calibrate: bool):
     """(netem kind, k choice) for running `profile` here, or the exit code when this host cannot."""
     from fabric.runner import HostUnfit, check_host
     try:
-        netem = check_host(profile)
-        host.preload_torch()          # imports torch while k is chosen and the fabric built
-        return netem, _choose(profile, args, calibrate_if_missing=calibrate)
+        return check_host(profile), _choose(profile, args, calibrate_if_missing=calibrate)
     except HostUnfit as exc:
         _err(str(exc))
         return EXIT_HOST

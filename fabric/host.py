@@ -11,8 +11,6 @@ import importlib.util
 import json
 import os
 import shutil
-import sys
-import threading
 from dataclasses import dataclass
 
 CLONE_NEWNET = 0x40000000
@@ -85,9 +83,7 @@ def netem_available() -> bool:
     return kernel().get("netem", (False, ""))[0]
 
 
-def checks(load_torch: bool = True) -> list[Check]:
-    """Every check; load_torch False: torch only found, not imported (a run imports it in the
-    background, preload_torch, and checks gloo once it is in)."""
+def checks() -> list[Check]:
     out = []
     root = os.geteuid() == 0
     out.append(Check("root", root, "running as root" if root else f"running as uid {os.geteuid()}",
@@ -112,55 +108,30 @@ def checks(load_torch: bool = True) -> list[Check]:
                      "apt-get install mininet (make test / make demo do it)"))
     out.append(Check("pyroute2", importlib.util.find_spec("pyroute2") is not None, "python package",
                      "pip install pyroute2 (make installs it into .venv)"))
-    out.append(_torch_check(load_torch))
+    out.append(_torch_check())
     return out
 
 
 GLOO_FIX = "a torch build with the gloo backend"
 
 
-def _torch_check(load: bool = True) -> Check:
+def _torch_check() -> Check:
     if importlib.util.find_spec("torch") is None:
         return Check("torch/gloo", False, "torch missing", "pip install torch==2.13.0 (make installs it)")
-    if not load:
-        return Check("torch/gloo", True, "torch found (gloo is checked once torch is imported)")
     torch, ok = load_torch()
     return Check("torch/gloo", ok, f"torch {torch.__version__}, gloo {'available' if ok else 'missing'}",
                  "" if ok else GLOO_FIX)
 
 
 def can_run() -> list[Check]:
-    """The checks a run needs (netem is decided per profile; torch is found here and imported by
-    preload_torch, beside the run's other set-up)."""
-    return [c for c in checks(load_torch=False) if c.name != "netem" and not c.ok]
-
-
-_preload: threading.Thread | None = None
-
-
-def preload_torch() -> None:
-    """Start importing torch in a background thread (once): in the software-emulated microVM the
-    import takes 35-60 s, which then overlaps choosing k and building the fabric (they mostly
-    wait on the kernel and on subprocesses) instead of coming before them.  load_torch() waits
-    for it.  The ranks are forked only after it is done (a fork in the middle of an import would
-    hand the child a held import lock)."""
-    global _preload
-    if _preload is None and "torch" not in sys.modules:
-        _preload = threading.Thread(target=_import_torch, name="fabric-torch-import", daemon=True)
-        _preload.start()
-
-
-def _import_torch() -> None:
-    try:
-        import torch.distributed  # noqa: F401
-    except BaseException:   # noqa: BLE001 - load_torch imports again and raises it where it is waited for
-        pass
+    """The checks a run needs (netem is decided per profile).  It imports torch, in this thread
+    and before the fabric is built: an import in a background thread beside the build (pyroute2,
+    Mininet and their lazy imports) deadlocked on the import locks about one run in 30."""
+    return [c for c in checks() if c.name != "netem" and not c.ok]
 
 
 def load_torch():
-    """(the torch module, gloo available): waits for preload_torch's import, else imports now."""
-    if _preload is not None:
-        _preload.join()
+    """(the torch module, gloo available)."""
     import torch
     import torch.distributed as dist
     return torch, bool(dist.is_available() and dist.is_gloo_available())

@@ -379,6 +379,7 @@ def build(profile: Profile, scale: float, run_id: str = "0000") -> Plan:
     plan = Plan(profile=profile, run_id=run_id, scale=scale, mtu=mtu(profile))
     topo, p = profile.topology, plan.prefix
     two_tier = topo.kind == "two_tier" and topo.domains > 1
+    port_buffer = lossy_buffer(profile.link(topo.intra))
     for d in range(topo.domains):
         plan.nodes.append(Node(f"{p}s{d}", "switch", domain=d))
     for r in range(topo.ranks):
@@ -390,7 +391,7 @@ def build(profile: Profile, scale: float, run_id: str = "0000") -> Plan:
         # towards the rank: traffic from its own domain already had the intra impairment on
         # the sender's port, traffic from others the inter one on their uplink
         _add_shaper(plan, f"{p}s{d}", f"{p}p{r}", into, impaired=into.impaired, connections=topo.ranks - 1,
-                    buffer_bytes=lossy_buffer(profile.link(topo.intra)))
+                    buffer_bytes=port_buffer)
     if two_tier:
         plan.nodes.append(Node(f"{p}core", "switch"))
         for d in range(topo.domains):
@@ -456,8 +457,9 @@ def _add_shaper(plan: Plan, node: str, intf: str, link: LinkClass, impaired: boo
     """One switch port's egress shaper with a single class at the link class's rate; `impaired`:
     its netem adds the link class's latency, jitter and loss (the sending side of a path);
     `connections`: how many rank pairs' connections cross it (a lossless queue holds all their
-    windows); `buffer_bytes`: a lossy link class's buffer (lossy_buffer), drop-tail beyond it.  A rank's own port (_add_port) is a host's
-    queue, which holds what its sockets send on either kind of link (TCP small queues)."""
+    windows); `buffer_bytes`: a lossy link class's buffer (lossy_buffer), drop-tail beyond it.
+    A rank's own port (_add_port) is a host's queue, which holds what its sockets send on either
+    kind of link (TCP small queues)."""
     f = frame(plan.mtu)
     burst, quantum = shaping(link.rate_bps, f)
     band = _band(DEFAULT_MINOR, link.rate_bps, link, f, link if impaired and link.impaired else None,

@@ -155,6 +155,11 @@ class Profile:
     def without_stragglers(self) -> "Profile":
         return replace(self, stragglers=())
 
+    @property
+    def late_ranks_only(self) -> bool:
+        """Every straggler is a late rank (none a slow link): the fabric is the baseline's."""
+        return all(isinstance(s, SlowRank) for s in self.stragglers)
+
     def slow_link(self, target: str, index: int) -> SlowLink | None:
         return next((s for s in self.stragglers if isinstance(s, SlowLink) and (s.target, s.index) == (target, index)),
                     None)

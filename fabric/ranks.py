@@ -65,10 +65,10 @@ def run_passes(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_t
     and one gloo group, in order; (every pass's results and workloads, per rank's own figures as
     run() gives them).  on_progress's item counts on over the passes (pass p's item j is
     p x len(work) + j)."""
-    from fabric import host
-    _, gloo = host.load_torch()     # imported once, here or in the background; every forked rank inherits it
+    from fabric.host import GLOO_FIX, load_torch
+    _, gloo = load_torch()     # imported once, by the host checks; every forked rank inherits it
     if not gloo:
-        raise RankError(f"this torch has no gloo backend: {host.GLOO_FIX}")
+        raise RankError(f"this torch has no gloo backend: {GLOO_FIX}")
     from collectives import rank as rank_main
     plan = emu.plan
     workdir.mkdir(parents=True, exist_ok=True)

@@ -94,7 +94,6 @@ def _dropped(link: dict) -> str:
     return text
 
 
-
 def table(doc: dict) -> str:
     return "\n".join(header(doc) + ops_table(doc) + fit_lines(doc) + workloads_table(doc) + stragglers_table(doc))
 

@@ -15,7 +15,7 @@ from fabric import cleanup, host, ranks, results, scale
 from fabric import work as works
 from fabric.emulation import Emulation
 from fabric.plan import Plan, build, lossy_buffer
-from fabric.profile import Profile, SlowLink, SlowRank, parse
+from fabric.profile import Profile, SlowLink, parse
 from fabric.work import Work
 
 
@@ -119,7 +119,7 @@ def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None
     if not profile.stragglers:
         return _execute(profile, k, netem, log, keep, progress, algorithm=algorithm)[0]
     label = "; ".join(s.label for s in profile.stragglers)
-    if all(isinstance(s, SlowRank) for s in profile.stragglers):
+    if profile.late_ranks_only:
         log(f"fabric: a baseline run without the {len(profile.stragglers)} stragglers, then one with them ({label}), "
             f"on one fabric")
         baseline, doc = _execute(profile.without_stragglers(), k, netem, log, keep, progress, algorithm=algorithm,

@@ -141,17 +141,16 @@ def moved_bits(work) -> float:
                      for p in work.parts if p.schedule is not None)
 
 
-def host_bound(profile: Profile, cal: Calibration, algorithm: str = "auto",
-               with_bytes: bool = False) -> tuple[float, str]:
+def host_bound(profile: Profile, cal: Calibration, algorithm: str = "auto") -> tuple[float, str]:
     """The k that keeps every op's and workload entry's host time within HOST_SHARE of its
-    emulated model time, and the entry that sets it.  with_bytes: the host time includes moving
-    the iteration's bytes at the calibrated capacity (a bound on how much a burst the shapers
-    would pass faster than the host moves it can stretch the iteration)."""
-    return _host_bounds(profile, cal, algorithm)[1 if with_bytes else 0]
+    emulated model time, and the entry that sets it."""
+    return _host_bounds(profile, cal, algorithm)[0]
 
 
 def _host_bounds(profile: Profile, cal: Calibration, algorithm: str) -> tuple[tuple[float, str], tuple[float, str]]:
-    """host_bound without and with the bytes, from one build of the work (the α-β model of every
+    """host_bound, and the same with the iteration's bytes moved at the calibrated capacity
+    counted as host time (a bound on how much a burst the shapers would pass faster than the
+    host moves it can stretch the iteration), from one build of the work (the α-β model of every
     candidate algorithm: seconds in the software-emulated microVM)."""
     from fabric import work as works
     from fabric.plan import build

@@ -67,13 +67,12 @@ def variants(data: dict, source: str, over: str, values: list) -> list:
 def run(data: dict, source: str, over: str, values: list, k: float, netem: str, log, progress=None,
         algorithm: str = "auto") -> dict:
     """Every point's results document and, per op/workload, its slowdown against its baseline."""
-    from fabric.profile import SlowRank
     from fabric.runner import _execute, _execute_once, execute
     points = variants(data, source, over, values)
     shared, ran = None, [None] * len(points)
     if over == "delay":
         base = points[0][1].without_stragglers()
-        if all(isinstance(s, SlowRank) for _, p in points for s in p.stragglers):
+        if all(p.late_ranks_only for _, p in points):
             # late ranks only: the baseline and every delay run on one fabric and one gloo group
             log(f"fabric sweep: baseline without stragglers, then {over} = {', '.join(map(str, values))}, on one fabric")
             docs = _execute(base, k, netem, log, None, progress, algorithm=algorithm,

@@ -1,13 +1,14 @@
 """How far one box goes: ranks 8 -> 72 on a flat fabric, set-up time, memory per rank, bus efficiency.
 
     sudo .venv/bin/python benchmarks/scale.py [--ranks 8,16,32,64,72] [--rate 100Gbit/s]
-        [--scale auto|K] [--iters 5] [--warmup 1] [--timeout S] [--json FILE]
+        [--per-peer 256KiB] [--scale auto|K] [--iters 5] [--warmup 1] [--timeout S] [--json FILE]
     .venv/bin/python benchmarks/scale.py --markdown FILE.json     # a past run's rows as a table
 
 Each rank count is one `fabric run` of a flat, bandwidth-only profile (every rank's port at
 --rate, no latency: it runs on this kernel, which has HTB but may lack netem) with two ops at
-auto's algorithm: an all-to-all of n MiB per rank (1 MiB to every peer, even splits) and a
-4 MiB all-reduce.  A row: the run's wall time, the fabric's set-up, the slowest rank's join of
+auto's algorithm: an all-to-all of --per-peer bytes to every peer (n x 256 KiB per rank by
+default, even splits; at 1 MiB per peer 64 ranks held ~290 MiB each, 18.8 GB together, and
+their sockets ran short) and a 4 MiB all-reduce.  A row: the run's wall time, the fabric's set-up, the slowest rank's join of
 the gloo group, each rank's own memory (private pages), and per op the bus efficiency
 (busbw / port rate), measured / model, the packets the ports dropped and TCP's
 retransmissions.  k (--scale, default auto) sets the emulated port rate: n ports at rate / k
@@ -26,14 +27,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fabric.units import parse_rate  # noqa: E402
+from fabric.units import parse_size, parse_rate  # noqa: E402
 
 
-def profile(n: int, rate: str, k, iters: int, warmup: int) -> dict:
+def profile(n: int, rate: str, k, iters: int, warmup: int, per_peer: int = 256 << 10) -> dict:
     return {"name": f"scale-{n}", "description": f"{n} ranks on one flat switch, {rate} ports, bandwidth only",
             "scale": k, "links": {"port": {"rate": rate}},
             "topology": {"kind": "flat", "ranks": n, "link": "port"},
-            "workload": [{"op": "all_to_all", "bytes": n << 20, "iters": iters, "warmup": warmup},
+            "workload": [{"op": "all_to_all", "bytes": n * per_peer, "iters": iters, "warmup": warmup},
                          {"op": "all_reduce", "bytes": 4 << 20, "iters": iters, "warmup": warmup}]}
 
 
@@ -72,6 +73,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ranks", default="8,16,32,64,72")
     ap.add_argument("--rate", default="100Gbit/s")
+    ap.add_argument("--per-peer", default="256KiB", help="all-to-all bytes each rank sends each peer")
     ap.add_argument("--scale", default="auto", help="time dilation k, or auto (fabric/scale.py)")
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
@@ -82,13 +84,14 @@ def main() -> int:
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return 0
-    parse_rate(args.rate)     # a bad rate fails here, before any run
+    parse_rate(args.rate)     # a bad rate or size fails here, before any run
+    per_peer = parse_size(args.per_peer)
     tmp = Path(tempfile.mkdtemp(prefix="fabric-scale-"))
     rows = []
     for n in (int(x) for x in args.ranks.split(",")):
         path, out = tmp / f"ranks{n}.json", tmp / f"ranks{n}"
         k = args.scale if args.scale == "auto" else float(args.scale)
-        path.write_text(json.dumps(profile(n, args.rate, k, args.iters, args.warmup)))
+        path.write_text(json.dumps(profile(n, args.rate, k, args.iters, args.warmup, per_peer)))
         began = time.monotonic()
         try:      # fabric run bounds itself; this bounds a run that does not
             proc = subprocess.run([sys.executable, "-m", "fabric.cli", "run", str(path), "--out", str(out),

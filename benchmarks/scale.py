@@ -7,8 +7,8 @@
 Each rank count is one `fabric run` of a flat, bandwidth-only profile (every rank's port at
 --rate, no latency: it runs on this kernel, which has HTB but may lack netem) with two ops at
 auto's algorithm: an all-to-all of --per-peer bytes to every peer (n x 256 KiB per rank by
-default, even splits; at 1 MiB per peer 64 ranks held ~290 MiB each, 18.8 GB together, and
-their sockets ran short) and a 4 MiB all-reduce.  A row: the run's wall time, the fabric's set-up, the slowest rank's join of
+default, even splits; at 1 MiB per peer 64 ranks held ~290 MiB each, 18.8 GB together) and a
+4 MiB all-reduce.  A row: the run's wall time, the fabric's set-up, the slowest rank's join of
 the gloo group, each rank's own memory (private pages), and per op the bus efficiency
 (busbw / port rate), measured / model, the packets the ports dropped and TCP's
 retransmissions.  k (--scale, default auto) sets the emulated port rate: n ports at rate / k
@@ -27,10 +27,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fabric.units import parse_size, parse_rate  # noqa: E402
+from fabric.units import UnitError, parse_rate, parse_size  # noqa: E402
 
 
-def profile(n: int, rate: str, k, iters: int, warmup: int, per_peer: int = 256 << 10) -> dict:
+def profile(n: int, rate: str, k, iters: int, warmup: int, per_peer: int) -> dict:
     return {"name": f"scale-{n}", "description": f"{n} ranks on one flat switch, {rate} ports, bandwidth only",
             "scale": k, "links": {"port": {"rate": rate}},
             "topology": {"kind": "flat", "ranks": n, "link": "port"},
@@ -84,8 +84,11 @@ def main() -> int:
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
         return 0
-    parse_rate(args.rate)     # a bad rate or size fails here, before any run
-    per_peer = parse_size(args.per_peer)
+    try:      # a bad rate or size fails here, before any run
+        parse_rate(args.rate)
+        per_peer = parse_size(args.per_peer)
+    except UnitError as exc:
+        ap.error(str(exc))
     tmp = Path(tempfile.mkdtemp(prefix="fabric-scale-"))
     rows = []
     for n in (int(x) for x in args.ranks.split(",")):

@@ -135,7 +135,8 @@ def cmd_plan(args) -> int:
                f"model {t:.3g} s emulated per iteration, {t / choice.k * 1e6:.4g} us real") + f"; {i.algorithm}")
         for c in i.choices:
             cands = ", ".join(f"{n} {v / choice.k * 1e6:.4g}" for n, v in sorted(c.times.items(), key=lambda kv: kv[1]))
-            how = "forced" if c.forced else "auto: the model's fastest"
+            how = "forced" if c.forced else "auto: the model's fastest" + (
+                f", tied with {', '.join(c.tied)}: registered first" if c.tied else "")
             print(f"#   {c.label}: {c.algorithm} ({how}); candidates, real us: {cands}")
     for s in profile.stragglers:
         print(f"# straggler: {s.label} (the run also runs a baseline without stragglers)")

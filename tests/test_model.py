@@ -160,6 +160,19 @@ def test_auto_picks_what_the_model_finds_fastest():
     assert forced.algorithm == "tree" and forced.forced
 
 
+def test_auto_breaks_a_tie_by_registration_order_not_rounding():
+    # without latency ring and two-shot, direct and pairwise move the same bytes through the same
+    # ports: the model ties them, and auto must take the same one at every rank count
+    for n in (8, 16, 32, 64, 72):
+        b = work.Builder(_plan(flat(ranks=n, rate="100Gbit/s")))
+        for op, count, want, other in (("all_reduce", 1 << 20, "ring", "two_shot"),
+                                       ("all_to_all", n * (64 << 10), "direct", "pairwise")):
+            _, c = b.choose(Call(op, world(n), count), op, "auto")
+            assert c.times[other] == pytest.approx(c.times[want], rel=1e-6)
+            assert c.algorithm == want and c.tied == [other] and not c.forced
+    assert work.fastest({"pairwise": 1.0, "direct": 1.0 + 1e-3}) == "pairwise"    # a real difference wins
+
+
 def parse_yaml(path):
     import yaml
     from conftest import ROOT

@@ -2,6 +2,8 @@
 
 `auto` (the default) picks, per call, the one the α-β model finds fastest on the plan's fabric,
 as NCCL's tuner does; gloo (torch's own call) is the baseline and never picked by auto.
+Where the model ties two (a fabric without latency), auto takes the one registered first
+below: the order is the emulation's measured preference (fabric.work.fastest).
 """
 from collectives.algorithms import direct, gloo, hierarchical, one_shot, pairwise, ring, tree, two_shot
 from collectives.algorithms.base import Net

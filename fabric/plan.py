@@ -254,6 +254,14 @@ class Plan:
         k = self.scale
         return replace(link, rate_bps=link.rate_bps / k, latency_s=link.latency_s * k, jitter_s=link.jitter_s * k)
 
+    def node_setup(self, node: str) -> list[str]:
+        """The shell lines run in node's namespace once its interfaces exist: its sysctls
+        (NODE_SETUP, whose failure on a kernel without a key is not fatal), then segmentation
+        offloads off and receive packet steering on its interfaces (these must succeed)."""
+        off = " ".join(f"{o} off" for o in OFFLOADS)
+        return ([NODE_SETUP] + [f"ethtool -K {intf} {off}" for intf in self.offloads_off(node)] +
+                [rps_setup(self.interfaces(node), CPUS)])
+
     def offloads_off(self, node: str) -> list[str]:
         """node's interfaces whose segmentation offloads fabric turns off (all, unless the link
         class says offloads: true)."""
@@ -286,14 +294,11 @@ class Plan:
     def commands(self) -> list[str]:
         """What the emulation applies, as Mininet-CLI-style lines: `<node> <command>`."""
         lines = [f"host sysctl -w net.core.netdev_max_backlog={BACKLOG_PACKETS}   # where lower; put back after"]
-        lines += [f"{node.name} {NODE_SETUP}" for node in self.nodes]
-        off = " ".join(f"{o} off" for o in OFFLOADS)
         for link in self.links:
             lines.append(f"{link.a_node} ip link add name {link.a_intf} mtu {self.mtu} type veth "
                          f"peer name {link.b_intf} mtu {self.mtu} netns <{link.b_node}>")
         for node in self.nodes:
-            lines += [f"{node.name} ethtool -K {intf} {off}" for intf in self.offloads_off(node.name)]
-            lines.append(f"{node.name} {rps_setup(self.interfaces(node.name), CPUS)}")
+            lines += [f"{node.name} {line}" for line in self.node_setup(node.name)]
         for node in self.hosts:
             lines.append(f"{node.name} ip addr add {node.ip}/{PREFIX_LEN} dev {self.host_intf(node.rank)}")
             lines.append(f"{node.name} ip link set {self.host_intf(node.rank)} up")

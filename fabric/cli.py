@@ -41,6 +41,16 @@ def _scale_arg(value: str) -> float:
     return k
 
 
+def _seconds_arg(value: str) -> float:
+    try:
+        t = float(value)
+    except ValueError:
+        t = 0.0
+    if not t > 0 or t != t or t == float("inf"):
+        raise argparse.ArgumentTypeError(f"--timeout: expected a number of seconds > 0, got {value!r}")
+    return t
+
+
 def _size_arg(value: str) -> int:
     from fabric.units import parse_size
     try:
@@ -153,6 +163,9 @@ def _start(args, calibrate: bool, profile=None):
     ran it, or this host cannot).  profile: a variant of args.profile (sweep over sizes)."""
     from fabric import microvm
     profile, out = profile or load(args.profile), _out_dir(args)
+    if args.cmd in ("run", "sweep") and not (profile.workload or profile.workloads):
+        raise ProfileError(profile.source, "workload", f"missing: {args.cmd} needs at least one op or workload "
+                                                       f"entry (exec and probe need none)")
     if profile.topology.ranks < 2 and args.cmd == "probe":
         raise ProfileError(profile.source, "topology", "at least 2 ranks to probe a path")
     vm = microvm.inside()
@@ -200,6 +213,55 @@ def _run(args, profile=None, fitted: bool = False) -> int:
     if fitted:
         doc["fit"] = fit.alpha_beta(doc["results"], choice.k)
     return _write_run(out, doc)
+
+
+def cmd_exec(args) -> int:
+    """Build the fabric, run args.command once per rank with torchrun's environment (fabric.launch),
+    tear it down; the exit code is the first failing rank's."""
+    import signal
+
+    from fabric import launch
+    from fabric.emulation import Emulation, EmulationError
+    from fabric.plan import build
+    from fabric.runner import interrupt, new_run_id
+    if not args.command:
+        raise ProfileError(args.profile, "exec", "expected -- CMD [ARGS...] after the options (the program every "
+                                                 "rank runs)")
+    started = _start(args, calibrate=True)
+    if isinstance(started, int):
+        return started
+    profile, out, netem, extra, choice = started
+    plan = build(profile, choice.k, run_id=new_run_id())
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        _log(f"fabric: building {plan.ranks} hosts, {len(plan.switches)} bridges, {len(plan.shapers)} shaped link "
+             f"directions ({plan.prefix})")
+        with Emulation(plan) as emu:
+            _log(f"fabric: running {' '.join(args.command)} on {plan.ranks} ranks (k = {plan.scale:g}: the network "
+                 f"is {plan.scale:g} times slower than the profile's, compute is not; time limit {args.timeout:g} s)")
+            for r, h in enumerate(plan.hosts):
+                _log(f"fabric:   rank {r}: {h.name} {plan.ip(r)} on {plan.host_intf(r)}")
+            outcome = launch.launch(emu, args.command, out, args.timeout, echo=lambda line: print(line, flush=True))
+    except EmulationError as exc:
+        _err(f"cannot build the emulation: {exc}")
+        return EXIT_HOST
+    except launch.LaunchError as exc:
+        _err(f"exec failed: {exc}")
+        return EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    doc = {"profile": profile.name, "source": str(profile.source), "command": args.command, "scale": plan.scale,
+           "netem": netem, **extra, "wall_s": round(outcome.wall_s, 3), "timed_out": outcome.timed_out,
+           "first_failed": outcome.first_failed,
+           "ranks": [{"rank": r, "host": h.name, "address": plan.ip(r), "interface": plan.host_intf(r),
+                      "exit_code": outcome.codes.get(r), "log": f"rank{r}.log"} for r, h in enumerate(plan.hosts)]}
+    (out / "exec.json").write_text(json.dumps(doc, indent=1) + "\n")
+    line = f"exec: {launch.summary(plan, outcome, args.command)}; logs in {out}"
+    if outcome.code:
+        _err(line)
+    else:
+        _log(f"fabric: {line}")
+    return outcome.code
 
 
 def cmd_compare(args) -> int:
@@ -420,6 +482,8 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
     # the same command line (paths as typed: the guest runs in this same directory), its
     # results in this --out, and no microVM inside the microVM (later options win)
     inner = [sys.executable, "-m", "fabric.cli", *args.argv, "--out", str(out.resolve()), "--vm", "never"]
+    if getattr(args, "command", None):
+        inner += ["--", *args.command]
     try:
         info = microvm.host_info()
         release = microvm.kernel()[1]
@@ -501,6 +565,17 @@ def parser() -> argparse.ArgumentParser:
                                  "and this kernel lacks it (default)")
         if name == "probe":
             sp.add_argument("--count", type=_count_arg, default=4000, help="UDP probes per path (default 4000)")
+    xp = sub.add_parser("exec", help="build the fabric and run a program once per rank (torchrun's environment): "
+                                     "fabric exec PROFILE -- CMD [ARGS...]")
+    xp.add_argument("profile")
+    xp.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
+    xp.add_argument("--out", default="runs/exec", help="folder for each rank's log and exec.json")
+    xp.add_argument("--timeout", type=_seconds_arg, default=600.0,
+                    help="seconds the ranks may run before fabric stops them (default 600)")
+    xp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
+                    help="run inside a microVM with netem: auto = when the profile needs netem and this kernel "
+                         "lacks it (default)")
+    xp.set_defaults(fn=cmd_exec)
     cp = sub.add_parser("compare", help="the same workload on several fabrics, one table")
     cp.add_argument("profiles", nargs="+", help="two or more profiles")
     cp.add_argument("--workload", help="a YAML file with workload (and stragglers, seed, gpu) for every fabric; "
@@ -553,12 +628,21 @@ def _quiet_json(sp) -> None:
                     help="print the results document (JSON) on stdout instead of the table, for scripts")
 
 
+def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
+    """fabric's own arguments, and the program after `--` (exec)."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
 def main(argv: list[str] | None = None) -> int:
     from fabric import microvm
     global _UI, _JSON
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
-    args.argv = argv   # what the microVM runs again
+    ours, command = _split_command(argv)
+    args = parser().parse_args(ours)
+    args.argv, args.command = ours, command   # ours: what the microVM runs again, before the command
     _UI = Progress(quiet=getattr(args, "quiet", False), forward=microvm.inside() is not None)
     _JSON = getattr(args, "json", False)
     try:

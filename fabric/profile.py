@@ -228,14 +228,15 @@ def read(path: str | Path):
 def parse(data, source: str = "<profile>") -> Profile:
     """Check a profile already read from YAML (a dict) and build a Profile."""
     c = _Checker(source)
-    c.mapping(data, "", _TOP_KEYS, required={"name", "links", "topology", "workload"})
+    # workload may be absent: `fabric exec` runs the user's program instead (run and sweep need one)
+    c.mapping(data, "", _TOP_KEYS, required={"name", "links", "topology"})
     name = c.string(data["name"], "name")
     description = c.string(data.get("description", ""), "description") if "description" in data else ""
     scale = _parse_scale(c, data.get("scale", "auto"))
     links = _parse_links(c, data["links"])
     topology = c.topology = _parse_topology(c, data["topology"], links)
     gpu = _parse_gpu(c, data.get("gpu", {}))
-    ops, entries = _parse_workload(c, data["workload"], topology, gpu)
+    ops, entries = _parse_workload(c, data["workload"], topology, gpu) if "workload" in data else ((), ())
     return Profile(name=name, source=source, links=links, topology=topology,
                    workload=ops, description=description, scale=scale, workloads=entries, gpu=gpu,
                    stragglers=_parse_stragglers(c, data.get("stragglers", []), topology),

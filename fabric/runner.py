@@ -153,7 +153,7 @@ def _execute(profile: Profile, k: float, netem: str, log, keep: Path | None, pro
     each = [sizing(replace(plan, profile=p), work) for _, p in passes]
     bounds = Sizing(each[0].margin_s, op_timeout_s=max(b.op_timeout_s for b in each),
                     run_timeout_s=sum(b.run_timeout_s for b in each) - 120 * (len(each) - 1))
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         with tempfile.TemporaryDirectory(prefix="fabric-") as tmp:
             workdir = keep or Path(tmp)
@@ -254,7 +254,8 @@ def _drops(plan, counted: dict | None, link_class: str) -> dict | None:
 _MAIN_PID = os.getpid()
 
 
-def _interrupt(signum, frame):
+def interrupt(signum, frame):
+    """SIGTERM's handler while a fabric is up: unwind as Ctrl-C does, so everything is removed."""
     # pyroute2 forks helpers (to enter namespaces) that inherit this handler and are ended
     # with SIGTERM: they must just exit, only the fabric process itself unwinds and cleans up.
     if os.getpid() != _MAIN_PID:

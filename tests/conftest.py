@@ -29,6 +29,19 @@ def write_profile(tmp_path):
     return write
 
 
+@pytest.fixture
+def fake_microvm(monkeypatch):
+    """A microVM path that records what it would run (argv, ranks) and exits 7."""
+    from fabric import microvm, runner
+    seen = {}
+    monkeypatch.setattr(runner, "check_host_tools", lambda: None)
+    monkeypatch.setattr(microvm, "missing", lambda: [])
+    monkeypatch.setattr(microvm, "kernel", lambda: ("/boot/vmlinuz-x", "x"))
+    monkeypatch.setattr(microvm, "host_info", lambda probe=True: microvm.Host(False, None, "t"))
+    monkeypatch.setattr(microvm, "run", lambda argv, out, ranks, biggest, **kw: seen.update(argv=argv, ranks=ranks) or 7)
+    return seen
+
+
 def flat(ranks=4, rate="200Mbit/s", workload=None, **link):
     return {"name": "t", "scale": 1, "links": {"eth": {"rate": rate, **link}},
             "topology": {"kind": "flat", "ranks": ranks, "link": "eth"},

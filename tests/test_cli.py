@@ -44,14 +44,8 @@ def test_not_root_run_and_doctor_say_what_is_missing(write_profile, tmp_path, ca
         host.kernel.cache_clear()
 
 
-def test_the_microvm_runs_the_same_command_line_with_its_out_and_no_vm(monkeypatch, tmp_path):
-    from fabric import microvm, runner
-    seen = {}
-    monkeypatch.setattr(runner, "check_host_tools", lambda: None)
-    monkeypatch.setattr(microvm, "missing", lambda: [])
-    monkeypatch.setattr(microvm, "kernel", lambda: ("/boot/vmlinuz-x", "x"))
-    monkeypatch.setattr(microvm, "host_info", lambda probe=True: microvm.Host(False, None, "t"))
-    monkeypatch.setattr(microvm, "run", lambda argv, out, ranks, biggest, **kw: seen.update(argv=argv, ranks=ranks) or 7)
+def test_the_microvm_runs_the_same_command_line_with_its_out_and_no_vm(monkeypatch, tmp_path, fake_microvm):
+    seen = fake_microvm
     typed = ["sweep", "profiles/isl-800g.yaml", "--op", "all_reduce", "-b", "4KiB", "-e", "64KiB", "-c", "0",
              "--json", "--vm", "always", "--out", "rel"]
     import shutil

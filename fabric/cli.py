@@ -46,7 +46,7 @@ def _seconds_arg(value: str) -> float:
         t = float(value)
     except ValueError:
         t = 0.0
-    if not t > 0 or t != t or t == float("inf"):
+    if not 0 < t < float("inf"):      # also false for nan
         raise argparse.ArgumentTypeError(f"--timeout: expected a number of seconds > 0, got {value!r}")
     return t
 
@@ -218,12 +218,10 @@ def _run(args, profile=None, fitted: bool = False) -> int:
 def cmd_exec(args) -> int:
     """Build the fabric, run args.command once per rank with torchrun's environment (fabric.launch),
     tear it down; the exit code is the first failing rank's."""
-    import signal
-
     from fabric import launch
     from fabric.emulation import Emulation, EmulationError
     from fabric.plan import build
-    from fabric.runner import interrupt, new_run_id
+    from fabric.runner import new_run_id, sigterm_unwinds
     if not args.command:
         raise ProfileError(args.profile, "exec", "expected -- CMD [ARGS...] after the options (the program every "
                                                  "rank runs)")
@@ -232,11 +230,9 @@ def cmd_exec(args) -> int:
         return started
     profile, out, netem, extra, choice = started
     plan = build(profile, choice.k, run_id=new_run_id())
-    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
-        _log(f"fabric: building {plan.ranks} hosts, {len(plan.switches)} bridges, {len(plan.shapers)} shaped link "
-             f"directions ({plan.prefix})")
-        with Emulation(plan) as emu:
+        _log(f"fabric: building {plan.size_text()}")
+        with sigterm_unwinds(), Emulation(plan) as emu:
             _log(f"fabric: running {' '.join(args.command)} on {plan.ranks} ranks (k = {plan.scale:g}: the network "
                  f"is {plan.scale:g} times slower than the profile's, compute is not; time limit {args.timeout:g} s)")
             for r, h in enumerate(plan.hosts):
@@ -248,8 +244,6 @@ def cmd_exec(args) -> int:
     except launch.LaunchError as exc:
         _err(f"exec failed: {exc}")
         return EXIT_FAILED
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     doc = {"profile": profile.name, "source": str(profile.source), "command": args.command, "scale": plan.scale,
            "netem": netem, **extra, "wall_s": round(outcome.wall_s, 3), "timed_out": outcome.timed_out,
            "first_failed": outcome.first_failed,

@@ -129,8 +129,7 @@ class Emulation:
         ~0.2 s in the software-emulated microVM, and the node_setup of 11 nodes, one after
         another, took 6-9 s there (2026-12-07).  The first line's failure is not fatal (a kernel
         without one of its sysctls); any other's is an EmulationError naming the line."""
-        if shutil.which("ethtool") is None and any(
-                line.startswith("ethtool ") for n in self.plan.nodes for line in self.plan.node_setup(n.name)):
+        if shutil.which("ethtool") is None and any(self.plan.offloads_off(n.name) for n in self.plan.nodes):
             raise EmulationError("ethtool is missing (apt-get install ethtool; make setup installs it)")
         procs = {}
         try:

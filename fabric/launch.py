@@ -33,7 +33,7 @@ STOP_S = 3.0              # after SIGTERM, this long before SIGKILL
 
 
 class LaunchError(RuntimeError):
-    """The program could not start, or it ran out of time; the message says which rank and why."""
+    """A rank's program could not be started; the message says which rank and why."""
 
 
 def environment(plan, rank: int) -> dict[str, str]:

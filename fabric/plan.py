@@ -254,6 +254,11 @@ class Plan:
         k = self.scale
         return replace(link, rate_bps=link.rate_bps / k, latency_s=link.latency_s * k, jitter_s=link.jitter_s * k)
 
+    def size_text(self) -> str:
+        """What building this plan makes, for the log."""
+        return (f"{self.ranks} hosts, {len(self.switches)} bridges, {len(self.shapers)} shaped link directions "
+                f"({self.prefix})")
+
     def node_setup(self, node: str) -> list[str]:
         """The shell lines run in node's namespace once its interfaces exist: its sysctls
         (NODE_SETUP, whose failure on a kernel without a key is not fatal), then segmentation

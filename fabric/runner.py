@@ -1,6 +1,7 @@
 """One run, end to end: profile -> plan -> emulation -> ranks -> results (-> report, by the CLI)."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import secrets
@@ -153,30 +154,25 @@ def _execute(profile: Profile, k: float, netem: str, log, keep: Path | None, pro
     each = [sizing(replace(plan, profile=p), work) for _, p in passes]
     bounds = Sizing(each[0].margin_s, op_timeout_s=max(b.op_timeout_s for b in each),
                     run_timeout_s=sum(b.run_timeout_s for b in each) - 120 * (len(each) - 1))
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        with tempfile.TemporaryDirectory(prefix="fabric-") as tmp:
-            workdir = keep or Path(tmp)
-            log(f"fabric: building {plan.ranks} hosts, {len(plan.switches)} bridges, "
-                f"{len(plan.shapers)} shaped link directions ({plan.prefix})")
-            if progress:
-                progress.phase(f"{passes[0][0]}building the topology")
-            began = time.monotonic()
-            with Emulation(plan) as emu:
-                built = time.monotonic()
-                on_progress = _tracker(progress, [what for what, _ in passes], work) if progress else None
-                ops = sum(1 for w in work if w.op)
-                runs = f" ({len(passes)} runs)" if len(passes) > 1 else ""
-                log(f"fabric: running {ops} op/size pairs and {len(work) - ops} workloads{runs} on {plan.ranks} "
-                    f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
-                by_pass, per_rank = ranks.run_passes(
-                    emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
-                    [delay_laws(p, k) for _, p in passes], seed=profile.seed, on_progress=on_progress)
-                ran = time.monotonic()
-                counted, tcp = _counters(emu, log)
-            torn_down = time.monotonic()
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    with sigterm_unwinds(), tempfile.TemporaryDirectory(prefix="fabric-") as tmp:
+        workdir = keep or Path(tmp)
+        log(f"fabric: building {plan.size_text()}")
+        if progress:
+            progress.phase(f"{passes[0][0]}building the topology")
+        began = time.monotonic()
+        with Emulation(plan) as emu:
+            built = time.monotonic()
+            on_progress = _tracker(progress, [what for what, _ in passes], work) if progress else None
+            ops = sum(1 for w in work if w.op)
+            runs = f" ({len(passes)} runs)" if len(passes) > 1 else ""
+            log(f"fabric: running {ops} op/size pairs and {len(work) - ops} workloads{runs} on {plan.ranks} "
+                f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
+            by_pass, per_rank = ranks.run_passes(
+                emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
+                [delay_laws(p, k) for _, p in passes], seed=profile.seed, on_progress=on_progress)
+            ran = time.monotonic()
+            counted, tcp = _counters(emu, log)
+        torn_down = time.monotonic()
     links = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
               "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
               "emulated_latency_s": plan.emulated(l).latency_s,
@@ -254,13 +250,22 @@ def _drops(plan, counted: dict | None, link_class: str) -> dict | None:
 _MAIN_PID = os.getpid()
 
 
-def interrupt(signum, frame):
-    """SIGTERM's handler while a fabric is up: unwind as Ctrl-C does, so everything is removed."""
-    # pyroute2 forks helpers (to enter namespaces) that inherit this handler and are ended
-    # with SIGTERM: they must just exit, only the fabric process itself unwinds and cleans up.
+def _interrupt(signum, frame):
+    # processes forked from this one (the ranks) inherit this handler and are ended with
+    # SIGTERM: they must just exit, only the fabric process itself unwinds and cleans up.
     if os.getpid() != _MAIN_PID:
         os._exit(128 + signum)
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_unwinds():
+    """While a fabric is up, SIGTERM unwinds as Ctrl-C does, so everything it made is removed."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def calibrate(log=print) -> scale.Calibration:

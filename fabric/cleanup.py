@@ -3,12 +3,14 @@
 Every node of a run is a Mininet shell whose command line carries `mininet:fab<id>...`;
 every rank is named fab<id>r<rank> (/proc/PID/comm).  A run's namespaces are the network namespaces
 those processes are in; killing every process in them frees the namespaces, and with them
-every veth, bridge and qdisc the run made.  Nothing in the root namespace is fabric's, but a
-link named fab<4 hex><letter> there (a crash mid-creation) is removed too, and the
-kernel-wide settings a run raised (fabric.sysctl) go back to what they were.
+every veth, bridge and qdisc the run made.  A namespace `fabric up` named under /run/netns
+(fab<id><node>) lives on until its name is removed too.  Nothing in the root namespace is
+fabric's, but a link named fab<4 hex><letter> there (a crash mid-creation) is removed too, and
+the kernel-wide settings a run raised (fabric.sysctl) go back to what they were.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -20,6 +22,9 @@ from fabric import sysctl
 OWN = re.compile(r"mininet:(fab[0-9a-f]{4})")     # a node's shell: bash ... mininet:fab1a2bh0
 RANK = re.compile(r"^(fab[0-9a-f]{4})r\d+$")        # a rank's /proc/PID/comm: fab1a2br3
 OWN_LINK = re.compile(r"^fab[0-9a-f]{4}[a-z]")
+OWN_NAME = re.compile(r"^(fab[0-9a-f]{4})[a-z]")    # a named namespace (fab1a2bh0) or fabric up's state file
+NETNS_DIR = Path("/run/netns")                      # where `ip netns` keeps names (a bind mount each)
+STATE_DIR = Path("/run/fabric")                     # fabric up's <run>.json: what it built, its pid
 
 
 def _cmdline(pid: str) -> str:
@@ -50,6 +55,13 @@ def leftovers(prefix: str | None = None) -> dict[str, list[int]]:
     pids = [p for p in os.listdir("/proc") if p.isdigit() and not _zombie(int(p))]
     runs: dict[str, set[int]] = {}
     spaces: dict[str, str] = {}
+    for name, run in named().items():      # a named namespace of a run whose shells are gone
+        if prefix is None or run == prefix:
+            runs.setdefault(run, set())
+            try:
+                spaces[f"net:[{(NETNS_DIR / name).stat().st_ino}]"] = run
+            except OSError:
+                pass
     for pid in pids:
         shell = OWN.search(_cmdline(pid))
         m = shell or RANK.match(_comm(pid))
@@ -63,6 +75,14 @@ def leftovers(prefix: str | None = None) -> dict[str, list[int]]:
         if run and int(pid) != os.getpid():
             runs[run].add(int(pid))
     return {run: sorted(p) for run, p in runs.items()}
+
+
+def named() -> dict[str, str]:
+    """{namespace name: its run} of fabric's named namespaces (/run/netns/fab1a2bh0)."""
+    try:
+        return {n: m.group(1) for n in os.listdir(NETNS_DIR) if (m := OWN_NAME.match(n))}
+    except OSError:
+        return {}
 
 
 def root_links() -> list[str]:
@@ -84,6 +104,15 @@ def remove(prefix: str | None = None, timeout_s: float = 10.0) -> tuple[int, int
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and not _zombie(p) for p in pids):
         time.sleep(0.05)
+    names = [n for n, run in named().items() if prefix is None or run == prefix]
+    if names:        # after the kill: a name alone holds a namespace, with its links, alive
+        from pyroute2 import netns
+        for name in names:
+            with contextlib.suppress(OSError):
+                netns.remove(name)
+    for state in STATE_DIR.glob("fab*.json"):
+        if prefix is None or state.stem == prefix:
+            state.unlink(missing_ok=True)
     sysctl.release(sysctl.BACKLOG, prefix)      # the last run out puts the kernel's value back
     links = [n for n in root_links() if prefix is None or n.startswith(prefix)]
     if links:

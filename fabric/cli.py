@@ -1,4 +1,4 @@
-"""fabric doctor | plan | run | probe | sweep | compare | report | calibrate | cleanup.
+"""fabric doctor | plan | run | exec | up | shell | down | probe | sweep | compare | report | calibrate | cleanup.
 
 Exit codes: 0 ok; 1 the run failed (a rank died, timed out, or a result was wrong);
 2 bad input (the message names file, key and what was expected; nothing was created);
@@ -18,8 +18,11 @@ from fabric.progress import Progress
 from fabric.profile import ProfileError, load
 
 EXIT_FAILED, EXIT_INPUT, EXIT_HOST, EXIT_INTERRUPTED = 1, 2, 3, 130
+FOREIGN = ("exec", "up")   # commands whose ranks run the user's programs, not fabric's (no torch needed)
 _UI = Progress()   # replaced in main() by one that knows --quiet and whether this is the microVM
 VM_RUN_LIMIT_S = 3600   # the run inside bounds itself; this only guards against a hung VM
+CAPTURE_DIR = "capture"  # --capture's pcaps, in the run's --out folder
+DOWN_WAIT_S = 30        # fabric down waits this long for fabric up to remove its fabric itself
 
 
 class _Parser(argparse.ArgumentParser):
@@ -184,7 +187,8 @@ def _host_ready(profile, args, calibrate: bool):
     """(netem kind, k choice) for running `profile` here, or the exit code when this host cannot."""
     from fabric.runner import HostUnfit, check_host
     try:
-        return check_host(profile), _choose(profile, args, calibrate_if_missing=calibrate)
+        return (check_host(profile, torch=args.cmd not in FOREIGN),
+                _choose(profile, args, calibrate_if_missing=calibrate))
     except HostUnfit as exc:
         _err(str(exc))
         return EXIT_HOST
@@ -204,8 +208,9 @@ def _run(args, profile=None, fitted: bool = False) -> int:
         return started
     profile, out, netem, extra, choice = started
     algorithm = _algorithm(args, profile)
+    capture = out / CAPTURE_DIR if getattr(args, "capture", False) else None
     doc, code = _attempt(args.cmd, RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI,
-                                                              algorithm=algorithm))
+                                                              algorithm=algorithm, capture=capture))
     if code:
         return code
     doc["scale_reason"] = choice.reason
@@ -218,10 +223,8 @@ def _run(args, profile=None, fitted: bool = False) -> int:
 def cmd_exec(args) -> int:
     """Build the fabric, run args.command once per rank with torchrun's environment (fabric.launch),
     tear it down; the exit code is the first failing rank's."""
-    from fabric import launch
-    from fabric.emulation import Emulation, EmulationError
-    from fabric.plan import build
-    from fabric.runner import new_run_id, sigterm_unwinds
+    from fabric import api, launch
+    from fabric.runner import recording
     if not args.command:
         raise ProfileError(args.profile, "exec", "expected -- CMD [ARGS...] after the options (the program every "
                                                  "rank runs)")
@@ -229,33 +232,168 @@ def cmd_exec(args) -> int:
     if isinstance(started, int):
         return started
     profile, out, netem, extra, choice = started
-    plan = build(profile, choice.k, run_id=new_run_id())
+    fab = api.Fabric(profile, scale=choice)
+    plan = fab.plan
     try:
         _log(f"fabric: building {plan.size_text()}")
-        with sigterm_unwinds(), Emulation(plan) as emu:
+        with fab:
             _log(f"fabric: running {' '.join(args.command)} on {plan.ranks} ranks (k = {plan.scale:g}: the network "
                  f"is {plan.scale:g} times slower than the profile's, compute is not; time limit {args.timeout:g} s)")
-            for r, h in enumerate(plan.hosts):
-                _log(f"fabric:   rank {r}: {h.name} {plan.ip(r)} on {plan.host_intf(r)}")
-            outcome = launch.launch(emu, args.command, out, args.timeout, echo=lambda line: print(line, flush=True))
-    except EmulationError as exc:
+            for h in fab.hosts:
+                _log(f"fabric:   rank {h.rank}: {h.name} {h.ip} on {h.intf}")
+            with recording(fab.emulation, out / CAPTURE_DIR if args.capture else None, _log) as rec:
+                outcome = fab.exec(args.command, out, args.timeout, echo=lambda line: print(line, flush=True))
+    except api.EmulationError as exc:
         _err(f"cannot build the emulation: {exc}")
         return EXIT_HOST
     except launch.LaunchError as exc:
         _err(f"exec failed: {exc}")
         return EXIT_FAILED
     doc = {"profile": profile.name, "source": str(profile.source), "command": args.command, "scale": plan.scale,
-           "netem": netem, **extra, "wall_s": round(outcome.wall_s, 3), "timed_out": outcome.timed_out,
+           "netem": netem, "mtu": plan.mtu, **extra, "wall_s": round(outcome.wall_s, 3), "timed_out": outcome.timed_out,
            "first_failed": outcome.first_failed,
            "ranks": [{"rank": r, "host": h.name, "address": plan.ip(r), "interface": plan.host_intf(r),
                       "exit_code": outcome.codes.get(r), "log": f"rank{r}.log"} for r, h in enumerate(plan.hosts)]}
     (out / "exec.json").write_text(json.dumps(doc, indent=1) + "\n")
+    if rec:
+        from fabric import capture, recorder
+        captured = recorder.figures(rec.recording, plan.scale)
+        (out / "capture.json").write_text(json.dumps(captured, indent=1) + "\n")
+        print(capture.table(captured), flush=True)
+        _log(f"fabric: wrote {out / 'capture.json'} and the pcaps in {out / CAPTURE_DIR}")
+        _pictures(out)
     line = f"exec: {launch.summary(plan, outcome, args.command)}; logs in {out}"
     if outcome.code:
         _err(line)
     else:
         _log(f"fabric: {line}")
     return outcome.code
+
+
+def cmd_up(args) -> int:
+    """Build the fabric and keep it until Ctrl-C, SIGTERM or `fabric down`, as Mininet's CLI
+    keeps its network: each node's name, address and how to enter it printed first."""
+    import time
+    from fabric import api, cleanup
+    profile = load(args.profile)
+    if profile.impaired and not host.netem_available():
+        impaired = ", ".join(l for l in profile.used_links() if profile.link(l).impaired)
+        _err(f"{profile.source}: links {impaired} need netem (latency/jitter/loss) and this kernel has no sch_netem; "
+             f"fabric up runs natively only (an interactive fabric inside the microVM would outlive no shell of "
+             f"yours): use a kernel with netem, or set their latency, jitter and loss to 0; `fabric exec` runs a "
+             f"program on this profile through the microVM")
+        return EXIT_HOST
+    ready = _host_ready(profile, args, calibrate=False)
+    if isinstance(ready, int):
+        return ready
+    fab = api.Fabric(profile, scale=ready[1], named=True)
+    plan = fab.plan
+    _log(f"fabric: scale k = {plan.scale:g} ({fab.choice.reason})")
+    _log(f"fabric: building {plan.size_text()}")
+    try:
+        with fab:
+            state = cleanup.STATE_DIR / f"{plan.prefix}.json"
+            cleanup.STATE_DIR.mkdir(parents=True, exist_ok=True)
+            state.write_text(json.dumps(up_state(fab, os.getpid()), indent=1) + "\n")
+            print(up_table(fab), flush=True)
+            print(f"fabric up: {plan.prefix} is up until Ctrl-C or `fabric down` (try: fabric shell h1 -- ping -c 3 "
+                  f"{fab.host(0).ip})", flush=True)
+            while fab.up:
+                time.sleep(0.5)
+            _err(f"up: {plan.prefix}'s nodes were killed from outside (fabric cleanup?); removing the rest")
+            return EXIT_FAILED
+    except api.EmulationError as exc:
+        _err(f"cannot build the emulation: {exc}")
+        return EXIT_HOST
+    except KeyboardInterrupt:
+        print(f"fabric up: {plan.prefix} removed", flush=True)
+        return 0
+
+
+def up_state(fab, pid: int) -> dict:
+    """What `fabric shell` and `fabric down` need of a fabric that is up (STATE_DIR/<run>.json)."""
+    return {"run": fab.plan.prefix, "pid": pid, "profile": str(fab.profile.source), "scale": fab.plan.scale,
+            "nodes": {h.name: {"node": h.node, "kind": h.kind, "rank": h.rank, "ip": h.ip, "intf": h.intf,
+                               "env": fab.environment(h.rank) if h.rank is not None else {}}
+                      for h in fab.nodes}}
+
+
+def up_table(fab) -> str:
+    """The nodes of a fabric that is up and how to enter each."""
+    rows = [f"{'node':<6} {'rank':>4}  {'address':<15} {'interface':<11} enter with"]
+    for h in fab.nodes:
+        rows.append(f"{h.name:<6} {'' if h.rank is None else h.rank:>4}  {h.ip or '':<15} {h.intf or '':<11} "
+                    f"fabric shell {h.name}   (or: ip netns exec {h.node} bash)")
+    return "\n".join(rows)
+
+
+def _ups() -> dict[str, dict]:
+    """{run: state} of every fabric that is up (fabric up's state files)."""
+    from fabric import cleanup
+    out = {}
+    for path in sorted(cleanup.STATE_DIR.glob("fab*.json")):
+        try:
+            out[path.stem] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def cmd_shell(args) -> int:
+    """A shell (or args.command) in a node of a fabric that is up, with its rank's environment."""
+    ups = _ups()
+    name = args.node
+    found = [(run, st) for run, st in ups.items() if name in st["nodes"] or
+             (name.startswith(run) and name[len(run):] in st["nodes"])]
+    if not found:
+        running = ", ".join(f"{run} ({st['profile']}: {', '.join(st['nodes'])})" for run, st in ups.items())
+        _err(f"shell: no node {name!r} in a fabric that is up" + (f"; up: {running}" if running else
+                                                                  "; none is up (start one: fabric up PROFILE)"))
+        return EXIT_INPUT
+    if len(found) > 1:
+        _err(f"shell: {name!r} is in {len(found)} fabrics that are up ({', '.join(r for r, _ in found)}); "
+             f"name it with its run, e.g. {found[0][0]}{name}")
+        return EXIT_INPUT
+    run, st = found[0]
+    node = st["nodes"][name[len(run):] if name.startswith(run) else name]
+    argv = args.command or ["bash", "--norc", "-i"]
+    env = {**os.environ, **node["env"], "PS1": f"[fabric {node['node'][len(run):]}] \\w# ",
+           "FABRIC_NODE": node["node"]}
+    # ip netns exec also gives the command this namespace's /sys (ip, ethtool and tc read it)
+    try:
+        os.execvpe("ip", ["ip", "netns", "exec", node["node"], *argv], env)
+    except OSError as exc:
+        _err(f"shell: cannot run ip netns exec: {exc.strerror or exc}")
+        return EXIT_HOST
+
+
+def cmd_down(args) -> int:
+    """Stop fabrics that are up (all, or args.run): SIGTERM to their `fabric up`, which removes
+    what it built; what a dead one left, fabric cleanup's removal takes."""
+    import signal
+    import time
+    from fabric import cleanup
+    if os.geteuid() != 0:
+        _err("down needs root (it stops fabric up and removes what it built)")
+        return EXIT_HOST
+    ups = {run: st for run, st in _ups().items() if args.run in (None, run)}
+    if args.run and not ups:
+        _err(f"down: no fabric {args.run} is up" + (f" (up: {', '.join(_ups())})" if _ups() else ""))
+        return EXIT_INPUT
+    for run, st in ups.items():
+        try:
+            os.kill(st["pid"], signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + DOWN_WAIT_S
+        while time.monotonic() < deadline and run in cleanup.leftovers(run):
+            time.sleep(0.1)
+        procs, links = cleanup.remove(run)     # what is left: a dead up's nodes, or one that did not stop
+        print(f"fabric down: {run} ({st['profile']}) removed" +
+              (f"; killed {procs} processes it left" if procs else ""), flush=True)
+    if not ups:
+        print("fabric down: no fabric is up", flush=True)
+    return 0
 
 
 def cmd_compare(args) -> int:
@@ -430,22 +568,19 @@ def _needs_vm(profile, args) -> bool:
 
 
 def cmd_probe(args) -> int:
-    from fabric import probe, results
-    from fabric.emulation import Emulation
-    from fabric.plan import build
-    from fabric.runner import new_run_id
+    from fabric import api, probe, results
     started = _start(args, calibrate=False)
     if isinstance(started, int):
         return started
     profile, out, netem, extra, choice = started
-    plan = build(profile, choice.k, run_id=new_run_id())
+    fab = api.Fabric(profile, scale=choice)
     def run_probe():
-        with Emulation(plan) as emu:
-            return probe.probe(emu, args.count, log=_log)
+        with fab:
+            return probe.probe(fab.emulation, args.count, log=_log)
     paths, code = _attempt("probe", RuntimeError, run_probe)
     if code:
         return code
-    doc = results.document(plan, [], netem, extra=extra)
+    doc = results.document(fab.plan, [], netem, extra=extra)
     del doc["results"]
     doc["paths"] = paths
     out.mkdir(parents=True, exist_ok=True)
@@ -465,7 +600,7 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
     why = ("--vm always" if args.vm == "always" else
            f"{impaired.source} needs netem (latency/jitter/loss) and this kernel has no sch_netem")
     try:
-        check_host_tools()
+        check_host_tools(torch=args.cmd not in FOREIGN)
     except HostUnfit as exc:
         _err(str(exc))
         return EXIT_HOST
@@ -495,8 +630,8 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
     except microvm.MicroVMError as exc:
         _err(str(exc))
         return EXIT_HOST
-    if code == 0 and args.cmd in ("run", "compare", "sweep") and not getattr(args, "delay", None) \
-            and not getattr(args, "ranks", None):
+    if code == 0 and (args.cmd in ("run", "compare", "sweep") and not getattr(args, "delay", None)
+                      and not getattr(args, "ranks", None) or getattr(args, "capture", False)):
         _pictures(out)    # from the JSON the guest wrote
     return code
 
@@ -552,6 +687,8 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("-c", "--check", type=_whole_arg, default=1, help="0: do not verify results (default 1)")
         if name in ("run", "sweep"):
             _quiet_json(sp)
+        if name == "run":
+            _capture_arg(sp)
         if name in ("run", "probe", "sweep"):
             sp.add_argument("--out", default="runs/latest", help="folder for the results files")
             sp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
@@ -569,7 +706,20 @@ def parser() -> argparse.ArgumentParser:
     xp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
                     help="run inside a microVM with netem: auto = when the profile needs netem and this kernel "
                          "lacks it (default)")
+    _capture_arg(xp)
     xp.set_defaults(fn=cmd_exec)
+    up = sub.add_parser("up", help="build the fabric and keep it up until Ctrl-C or fabric down (natively); "
+                                   "enter its hosts with fabric shell")
+    up.add_argument("profile")
+    up.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
+    up.set_defaults(fn=cmd_up)
+    sh = sub.add_parser("shell", help="a shell, or -- CMD [ARGS...], in a node of a fabric that is up, with its "
+                                      "rank's environment (as fabric exec gives it)")
+    sh.add_argument("node", help="h0.. for the ranks, s0.. and core for the bridges (fabric up lists them)")
+    sh.set_defaults(fn=cmd_shell)
+    dn = sub.add_parser("down", help="stop fabrics that are up (fabric up) and remove what they built")
+    dn.add_argument("run", nargs="?", help="one of them (fab1a2b); default: all")
+    dn.set_defaults(fn=cmd_down)
     cp = sub.add_parser("compare", help="the same workload on several fabrics, one table")
     cp.add_argument("profiles", nargs="+", help="two or more profiles")
     cp.add_argument("--workload", help="a YAML file with workload (and stragglers, seed, gpu) for every fabric; "
@@ -614,6 +764,12 @@ def _algorithm(args, profile) -> str:
                            f"{name} runs {', '.join(ALGORITHMS[name].ops)}, none of this profile's "
                            f"{', '.join(sorted(ops))}")
     return name
+
+
+def _capture_arg(sp) -> None:
+    sp.add_argument("--capture", action="store_true",
+                    help=f"record every shaped link direction into pcaps (--out/{CAPTURE_DIR}/, headers only, bounded) "
+                         f"and report per-link bytes, utilisation over time, per-packet link delay and TCP resends")
 
 
 def _quiet_json(sp) -> None:

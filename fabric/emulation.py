@@ -117,6 +117,22 @@ class Emulation:
     def netns(self, node_name: str) -> str:
         return f"/proc/{self.nodes[node_name].pid}/ns/net"
 
+    def name_namespaces(self) -> None:
+        """Give every node's namespace its node's name under /run/netns, as `ip netns attach`
+        does, so `ip netns exec`, `ip -n` and `tc -n` reach it.  A name holds its namespace
+        alive after its shell is gone: stop() and `fabric cleanup` remove them (cleanup.remove)."""
+        from pyroute2 import netns
+        for name, node in self.nodes.items():
+            try:
+                netns.attach(name, node.pid)
+            except OSError as exc:
+                raise EmulationError(f"cannot name {name}'s namespace under {cleanup.NETNS_DIR}: "
+                                     f"{exc.strerror or exc}") from None
+
+    def alive(self) -> bool:
+        """Every node's shell is still there (`fabric cleanup` or a kill ends them)."""
+        return bool(self.nodes) and all(n.shell is not None and n.shell.poll() is None for n in self.nodes.values())
+
     def _ipr(self, node_name: str):
         """pyroute2 on a netlink socket opened in node's namespace by this thread (setns there and
         back): pyroute2's own netns= forks a helper per socket, 0.17 s each in the software-

@@ -83,7 +83,9 @@ def netem_available() -> bool:
     return kernel().get("netem", (False, ""))[0]
 
 
-def checks() -> list[Check]:
+def checks(torch: bool = True) -> list[Check]:
+    """Every check; torch: also torch and gloo (imports it: ~35 s in the software-emulated microVM),
+    which fabric's own ranks need and a foreign program (fabric exec, fabric up) does not."""
     out = []
     root = os.geteuid() == 0
     out.append(Check("root", root, "running as root" if root else f"running as uid {os.geteuid()}",
@@ -108,7 +110,8 @@ def checks() -> list[Check]:
                      "apt-get install mininet (make test / make demo do it)"))
     out.append(Check("pyroute2", importlib.util.find_spec("pyroute2") is not None, "python package",
                      "pip install pyroute2 (make installs it into .venv)"))
-    out.append(_torch_check())
+    if torch:
+        out.append(_torch_check())
     return out
 
 
@@ -123,11 +126,12 @@ def _torch_check() -> Check:
                  "" if ok else GLOO_FIX)
 
 
-def can_run() -> list[Check]:
-    """The checks a run needs (netem is decided per profile).  It imports torch, in this thread
-    and before the fabric is built: an import in a background thread beside the build (pyroute2,
-    Mininet and their lazy imports) deadlocked on the import locks about one run in 30."""
-    return [c for c in checks() if c.name != "netem" and not c.ok]
+def can_run(torch: bool = True) -> list[Check]:
+    """The failed checks of those a run needs (netem is decided per profile).  It imports torch
+    (unless not torch), in this thread and before the fabric is built: an import in a background
+    thread beside the build (pyroute2, Mininet and their lazy imports) deadlocked on the import
+    locks about one run in 30."""
+    return [c for c in checks(torch) if c.name != "netem" and not c.ok]
 
 
 def load_torch():

@@ -5,6 +5,7 @@ and PNG bytes in, text out.
 from __future__ import annotations
 
 import base64
+import json
 from html import escape
 from pathlib import Path
 
@@ -26,6 +27,8 @@ CAPTIONS = {
     "latency_cdf": "Iteration time CDF per op (slowest rank; baseline dashed when there are stragglers).",
     "skew": "Per-rank skew: how far behind the fastest rank each rank finished, per iteration.",
     "token_breakdown": "Where a token's time goes: compute and each kind of communication.",
+    "link_utilisation": "Each shaped link direction's utilisation of its rate over time, from the packet capture "
+                        "(--capture): an all-to-all's incast on an uplink, a ring's steps.",
     "compare": "Each figure of the compare table, as times worse than the best fabric.",
 }
 
@@ -116,6 +119,9 @@ def compare_page(doc: dict, table: str, docs: list[dict], pngs: dict[str, bytes]
 def for_folder(folder: Path) -> list[Path]:
     """The pictures (PNG) and report.html of the run or compare in `folder`, from its JSON."""
     from fabric import compare, plots, report, results
+    if (folder / "capture.json").is_file() and not (folder / "results.json").is_file():     # fabric exec --capture
+        fig = plots.link_utilisation({"capture": json.loads((folder / "capture.json").read_text())})
+        return plots.save({"link_utilisation": fig} if fig else {}, folder)
     if (folder / "compare.json").is_file():
         doc = compare.read_doc(folder)
         docs = [results.read(folder / f["results"]) for f in doc["fabrics"]]

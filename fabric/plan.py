@@ -232,6 +232,9 @@ class Plan:
     def needs_netem(self) -> bool:
         return any(b.netem for s in self.shapers.values() for b in s.bands)
 
+    def node(self, name: str) -> Node:
+        return next(n for n in self.nodes if n.name == name)
+
     def host_intf(self, rank: int) -> str:
         return f"{self.prefix}r{rank}"
 

@@ -173,10 +173,39 @@ def compare_bars(doc: dict):
     return fig
 
 
+LINK_ROWS = 64       # directions drawn in link_utilisation, the busiest by bytes
+
+
+def link_utilisation(doc: dict):
+    """The packet capture's utilisation timelines (results.json "capture", fabric.capture) as a
+    heat map: a row per shaped link direction that sent anything, time on the real fabric,
+    colour the share of the shaped rate used.  None without a capture or traffic."""
+    from fabric.capture import short_key
+    cap = doc.get("capture")
+    busy = [d for d in (cap or {}).get("directions", []) if d["packets"]]
+    if not busy or not cap.get("bin_s"):
+        return None
+    shown = [busy[i] for i in sorted(sorted(range(len(busy)), key=lambda i: -busy[i]["bytes"])[:LINK_ROWS])]
+    span = cap["bin_s"] * cap["bins"] / cap["k"]
+    unit, factor = ("µs", 1e6) if span < 1e-3 else ("ms", 1e3) if span < 1 else ("s", 1.0)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.2, 1.2 + 0.2 * len(shown)), dpi=100)
+    image = ax.imshow([d["utilisation"] for d in shown], aspect="auto", cmap="viridis", vmin=0, vmax=1,
+                      interpolation="nearest", extent=(0, span * factor, len(shown) - 0.5, -0.5))
+    ax.set_yticks(range(len(shown)), [f"{short_key(d['key'])} {d['link_class']}" for d in shown], fontsize=6)
+    ax.tick_params(axis="x", labelsize=7)
+    ax.set_xlabel(f"time on the real fabric ({unit}, emulated / k)", fontsize=8)
+    left_out = f", the {len(shown)} busiest of {len(busy)}" if len(shown) < len(busy) else ""
+    ax.set_title(f"Link utilisation per shaped direction (packet capture{left_out})", fontsize=9)
+    fig.colorbar(image, ax=ax, pad=0.01).set_label("utilisation of the shaped rate", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def run_figures(doc: dict) -> dict:
     """name -> Figure for one run's results.json (only the pictures it has data for)."""
     figs = {"busbw": busbw_vs_size([doc]), "latency_cdf": latency_cdf(doc), "skew": skew_strip(doc),
-            "token_breakdown": token_breakdown(doc)}
+            "token_breakdown": token_breakdown(doc), "link_utilisation": link_utilisation(doc)}
     return {name: fig for name, fig in figs.items() if fig is not None}
 
 

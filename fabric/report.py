@@ -95,7 +95,16 @@ def _dropped(link: dict) -> str:
 
 
 def table(doc: dict) -> str:
-    return "\n".join(header(doc) + ops_table(doc) + fit_lines(doc) + workloads_table(doc) + stragglers_table(doc))
+    return "\n".join(header(doc) + ops_table(doc) + fit_lines(doc) + workloads_table(doc) + stragglers_table(doc) +
+                     capture_lines(doc))
+
+
+def capture_lines(doc: dict) -> list[str]:
+    """The packet capture's per-link figures (fabric run --capture)."""
+    if not doc.get("capture"):
+        return []
+    from fabric import capture
+    return ["#"] + capture.table(doc["capture"]).splitlines()
 
 
 def fit_lines(doc: dict) -> list[str]:

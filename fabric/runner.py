@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from collectives.algorithms import AUTO
-from fabric import cleanup, host, ranks, results, scale
+from fabric import cleanup, host, ranks, recorder, results, scale
 from fabric import work as works
 from fabric.emulation import Emulation
 from fabric.plan import Plan, build, lossy_buffer
@@ -72,9 +72,10 @@ def sizing(plan: Plan, work: list[Work]) -> Sizing:
     return Sizing(margin, op_timeout_s=30 + 20 * longest + CAP * late, run_timeout_s=120 + total)
 
 
-def check_host_tools() -> None:
-    """Root, namespaces, veth, bridge, htb, Mininet, pyroute2, torch: or HostUnfit naming the fix."""
-    missing = host.can_run()
+def check_host_tools(torch: bool = True) -> None:
+    """Root, namespaces, veth, bridge, htb, Mininet, pyroute2, torch (unless not torch: a
+    foreign program's fabric): or HostUnfit naming the fix."""
+    missing = host.can_run(torch)
     if missing:
         raise HostUnfit("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
 
@@ -94,9 +95,10 @@ def _tracker(progress, whats: list[str], work: list[Work]):
     return on_progress
 
 
-def check_host(profile: Profile) -> str:
-    """'native' or 'none' (netem use); raises HostUnfit when this host cannot run the profile."""
-    check_host_tools()
+def check_host(profile: Profile, torch: bool = True) -> str:
+    """'native' or 'none' (netem use); raises HostUnfit when this host cannot run the profile
+    (torch: check torch and gloo too, for fabric's own ranks)."""
+    check_host_tools(torch)
     if profile.impaired:
         if not host.netem_available():
             impaired = [l for l in profile.used_links() if profile.link(l).impaired]
@@ -109,28 +111,31 @@ def check_host(profile: Profile) -> str:
 
 
 def execute(profile: Profile, k: float, netem: str, log=print, keep: Path | None = None, progress=None,
-            algorithm: str = AUTO) -> dict:
+            algorithm: str = AUTO, capture: Path | None = None) -> dict:
     """Build, run, tear down; return the results document.  Raises ranks.RankError on failure.
     A profile with stragglers also runs without them, first: the baseline of its slowdown.
     Late ranks alone leave the fabric as it is, so then both runs share one fabric and one gloo
     group (for the 8-rank demo in the microVM, a build of 29 s and a join of 10 s); a slow link is
     another fabric, built after the baseline's.  progress: a fabric.progress.Progress to show
     the phases on; algorithm: forced on every call it runs (collectives/algorithms), else each
-    entry's own (auto: the model's fastest)."""
+    entry's own (auto: the model's fastest); capture: a folder to record every shaped link
+    direction into (fabric.recorder; the last fabric's, with stragglers)."""
     if not profile.stragglers:
-        return _execute(profile, k, netem, log, keep, progress, algorithm=algorithm)[0]
+        return _execute(profile, k, netem, log, keep, progress, algorithm=algorithm, capture=capture)[0]
     label = "; ".join(s.label for s in profile.stragglers)
     if profile.late_ranks_only:
         log(f"fabric: a baseline run without the {len(profile.stragglers)} stragglers, then one with them ({label}), "
             f"on one fabric")
         baseline, doc = _execute(profile.without_stragglers(), k, netem, log, keep, progress, algorithm=algorithm,
-                                 passes=[("baseline: ", profile.without_stragglers()), ("stragglers: ", profile)])
+                                 passes=[("baseline: ", profile.without_stragglers()), ("stragglers: ", profile)],
+                                 capture=capture)
     else:
         log(f"fabric: baseline run without the {len(profile.stragglers)} stragglers")
         [baseline] = _execute(profile.without_stragglers(), k, netem, log, keep and keep / "baseline", progress,
                               algorithm=algorithm, passes=[("baseline: ", profile.without_stragglers())])
         log("fabric: run with the stragglers: " + label)
-        [doc] = _execute(profile, k, netem, log, keep, progress, algorithm=algorithm, passes=[("stragglers: ", profile)])
+        [doc] = _execute(profile, k, netem, log, keep, progress, algorithm=algorithm, passes=[("stragglers: ", profile)],
+                         capture=capture)
     doc["stragglers"] = {"entries": [s.label for s in profile.stragglers],
                          "baseline": {"results": baseline["results"], "workloads": baseline["workloads"]},
                          "slowdown": results.slowdown(baseline, doc)}
@@ -143,7 +148,8 @@ def _execute_once(profile: Profile, k: float, netem: str, log, keep: Path | None
 
 
 def _execute(profile: Profile, k: float, netem: str, log, keep: Path | None, progress=None,
-             algorithm: str = AUTO, passes: list[tuple[str, Profile]] | None = None) -> list[dict]:
+             algorithm: str = AUTO, passes: list[tuple[str, Profile]] | None = None,
+             capture: Path | None = None) -> list[dict]:
     """Build `profile`'s fabric once and run its work once per pass: (progress label, the
     profile whose late ranks that pass has; the same fabric: they differ in SlowRank stragglers
     only); one results document per pass.  The kernel's counters and the host's costs are read
@@ -167,12 +173,14 @@ def _execute(profile: Profile, k: float, netem: str, log, keep: Path | None, pro
             runs = f" ({len(passes)} runs)" if len(passes) > 1 else ""
             log(f"fabric: running {ops} op/size pairs and {len(work) - ops} workloads{runs} on {plan.ranks} "
                 f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
-            by_pass, per_rank = ranks.run_passes(
-                emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
-                [delay_laws(p, k) for _, p in passes], seed=profile.seed, on_progress=on_progress)
+            with recording(emu, capture, log) as rec:
+                by_pass, per_rank = ranks.run_passes(
+                    emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
+                    [delay_laws(p, k) for _, p in passes], seed=profile.seed, on_progress=on_progress)
             ran = time.monotonic()
             counted, tcp = _counters(emu, log)
         torn_down = time.monotonic()
+    captured = rec and recorder.figures(rec.recording, k)
     links = [{"name": l.name, "role": role, "rate_bps": l.rate_bps, "latency_s": l.latency_s,
               "jitter_s": l.jitter_s, "loss": l.loss, "emulated_rate_bps": plan.emulated(l).rate_bps,
               "emulated_latency_s": plan.emulated(l).latency_s,
@@ -193,8 +201,24 @@ def _execute(profile: Profile, k: float, netem: str, log, keep: Path | None, pro
         doc["links"] = links
         doc["tcp"] = tcp and {**tcp, "retransmitted_pairs": retransmitted_pairs(per_rank)}
         doc["resources"] = cost
+        if captured:
+            doc["capture"] = captured
         docs.append(doc)
     return docs
+
+
+@contextlib.contextmanager
+def recording(emu, folder: Path | None, log=print):
+    """A Recorder of every shaped link direction into folder while the block runs (None: no
+    capture; yields None)."""
+    if folder is None:
+        yield None
+        return
+    from fabric.recorder import Recorder
+    log(f"fabric: capturing {len(emu.plan.shapers)} shaped link directions into {folder} (headers only, "
+        f"at most {recorder.BUDGET_PACKETS:,} packets)")
+    with Recorder(emu, folder) as rec:
+        yield rec
 
 
 def retransmitted_pairs(per_rank: list[dict]) -> list[list[int]] | None:

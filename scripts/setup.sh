@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(mininet iproute2 ethtool)
+# tcpdump: --capture's pcaps; ping and iperf3: what users run on a fabric first (fabric up, fabric exec)
+APT_PACKAGES=(mininet iproute2 ethtool tcpdump iputils-ping iperf3)
 PYTHON=${PYTHON:-python3}
 
 # Install the Debian packages named that are missing (as root); $1 says what they are for.

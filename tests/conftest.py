@@ -34,7 +34,7 @@ def fake_microvm(monkeypatch):
     """A microVM path that records what it would run (argv, ranks) and exits 7."""
     from fabric import microvm, runner
     seen = {}
-    monkeypatch.setattr(runner, "check_host_tools", lambda: None)
+    monkeypatch.setattr(runner, "check_host_tools", lambda torch=True: None)
     monkeypatch.setattr(microvm, "missing", lambda: [])
     monkeypatch.setattr(microvm, "kernel", lambda: ("/boot/vmlinuz-x", "x"))
     monkeypatch.setattr(microvm, "host_info", lambda probe=True: microvm.Host(False, None, "t"))

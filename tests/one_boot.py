@@ -43,11 +43,17 @@ for name, argv in commands.items():
 """
 
 
+def _never(argv: list[str]) -> list[str]:
+    """argv with --vm never among fabric's own options: before exec's `-- CMD`, if any."""
+    i = argv.index("--") if "--" in argv else len(argv)
+    return argv[:i] + ["--vm", "never"] + argv[i:]
+
+
 def run(commands: dict[str, list[str]], d: Path, ranks: int, max_bytes: int, limit_s: float) -> dict:
     """Run {name: fabric argv} in one boot, each with --vm never; {name: (exit code or None when
     it never ended, its stdout, the tail of its stderr)}."""
     (d / "commands.py").write_text(DRIVER)
-    argv = {name: a + ["--vm", "never"] for name, a in commands.items()}
+    argv = {name: _never(a) for name, a in commands.items()}
     script = d / "commands.sh"
     script.write_text(f"echo {shlex.quote(microvm.READY)} '(one boot)'\ncd {shlex.quote(str(ROOT))}\n"
                       f"{shlex.quote(sys.executable)} {shlex.quote(str(d / 'commands.py'))} {shlex.quote(str(d))} "

@@ -6,6 +6,7 @@ microVM packages are not installed (make installs them only where netem is missi
 All but one run in one boot (`vm`); the round-trip test goes through the CLI's own `--vm always`.
 """
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import yaml
 
 import one_boot
 from conftest import ROOT
-from fabric import host, microvm, netem
+from fabric import cli, host, microvm, netem
 from fabric.stats import percentile
 
 pytestmark = [pytest.mark.root, pytest.mark.microvm]
@@ -68,6 +69,19 @@ RUNS = {
     "fifo": (_profile("netem-fifo", {"latency": "10ms", "jitter": "3ms"}), ["probe", "--count", "2000"]),
     "steps": (_profile("netem-steps", {"latency": "200ms"}, [dict(op, iters=6, warmup=1) for op in STEP_OPS]),
               ["run"]),
+    # Debian's iperf3 and ping on a fabric, through fabric exec: rank 1 measures towards rank 0,
+    # one after the other (ping's round trips not queued behind iperf3's bytes); {out}: the folder
+    # (25 Mbit/s: the rate this software-emulated VM keeps, README "Rates inside the microVM"; iperf3
+    # leaves out its first 2 s, TCP's start, as its users do)
+    "tools": (_profile("netem-tools", {"rate": "25Mbit/s", "latency": "50ms"}),
+              ["exec", "--", "sh", "-c",
+               'if [ "$RANK" = 0 ]; then iperf3 -s -1 -B "$MASTER_ADDR"; exit; fi; '
+               'for i in $(seq 40); do iperf3 -c "$MASTER_ADDR" -t 10 -O 2 -J > {out}/iperf3.json && break; '
+               'sleep 0.5; done; ping -c 40 -i 0.1 "$MASTER_ADDR" > {out}/ping.txt']),
+    # every shaped direction recorded: light traffic (4 KiB all-reduces), so a packet's time
+    # between the two ends of a rank's port is netem's 20 ms, not a queue behind the rate
+    "capture": (_profile("netem-capture", {"latency": "20ms"}, [{"op": "all_reduce", "bytes": "4KiB", "iters": 20,
+                                                                 "warmup": 2}]), ["run", "--capture"]),
 }
 
 
@@ -79,11 +93,63 @@ def vm(tmp_path_factory):
     commands = {}
     for name, (profile, argv) in RUNS.items():
         (d / f"{name}.yaml").write_text(yaml.safe_dump(profile))
-        commands[name] = [argv[0], str(d / f"{name}.yaml"), *argv[1:], "--out", str(d / name)]
+        ours, program = cli._split_command(argv)
+        program = [word.replace("{out}", str(d / name)) for word in program]
+        commands[name] = [ours[0], str(d / f"{name}.yaml"), *ours[1:], "--out", str(d / name)] + (
+            ["--", *program] if program else [])
     done = one_boot.run(commands, d, ranks=2, max_bytes=1 << 20, limit_s=20 * 60)
     for name, (code, out, err) in done.items():
         assert code == 0, f"{name} exited {code}: {err}{out[-2000:]}"
     return {name: d / name for name in RUNS}
+
+
+def test_iperf3_and_ping_measure_the_shaped_rate_and_twice_the_latency(vm):
+    """Debian's iperf3 within 5 % of the shaped 100 Mbit/s (its TCP payload: the shaper counts whole
+    frames of the fabric's MTU) and ping's round trip within 10 % of twice the 10 ms latency, k = 1."""
+    sent = json.loads((vm["tools"] / "iperf3.json").read_text())
+    received = sent["end"]["sum_received"]["bits_per_second"]
+    mtu = json.loads((vm["tools"] / "exec.json").read_text())["mtu"]
+    assert received == pytest.approx(25e6 * (mtu - 52) / (mtu + 14), rel=0.05)
+    rtts = [float(t) for t in re.findall(r"time=([0-9.]+) ms", (vm["tools"] / "ping.txt").read_text())]
+    assert len(rtts) >= 38 and percentile(rtts, 50) == pytest.approx(100.0, rel=0.10), rtts
+
+
+def test_capture_counts_what_the_qdiscs_count_and_sees_the_links_delay(vm):
+    """fabric run --capture: every direction's pcap bytes within 1 % of its root qdisc's byte
+    counter over the capture; on each rank's port (where the path's 20 ms is) the per-packet
+    delay, queued to sent, p50 within 10 % of it; the pcaps readable as pcaps."""
+    doc = json.loads((vm["capture"] / "results.json").read_text())["capture"]
+    assert len(doc["directions"]) == 4
+    for d in doc["directions"]:
+        assert d["qdisc_bytes"] > 0 and d["bytes"] == pytest.approx(d["qdisc_bytes"], rel=0.01), d["key"]
+        assert not d["truncated"] and d["tcpdump_dropped"] == {"queued": 0, "sent": 0}
+    ports = [d for d in doc["directions"] if d["role"] == "host"]
+    for d in ports:
+        assert d["delay_s"]["n"] >= 50 and d["delay_s"]["p50"] == pytest.approx(0.020, rel=0.10), d["delay_s"]
+    assert doc["flows_total"] >= 2 and sum(f["bytes"] for f in doc["flows"]) > 0
+    with open(vm["capture"] / "capture" / ports[0]["files"]["sent"], "rb") as f:
+        assert struct.unpack("<I", f.read(4))[0] == 0xA1B23C4D          # nanosecond pcap, as tcpdump reads it
+
+
+def test_the_report_draws_link_utilisation_in_chromium(vm):
+    """report.html of the captured run carries the utilisation picture, and Chromium renders it."""
+    import shutil
+    from test_html import _chromium
+    from fabric import html
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("needs chromium and chromium-driver (make test installs them as root)")
+    html.for_folder(vm["capture"])
+    page = (vm["capture"] / "report.html").read_text()
+    assert 'alt="link_utilisation"' in page
+    driver = _chromium()
+    try:
+        driver.get((vm["capture"] / "report.html").as_uri())
+        width = driver.execute_script(
+            "const i = document.querySelector('img[alt=link_utilisation]'); return i.complete ? i.naturalWidth : 0")
+        errors = [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "WARNING")]
+    finally:
+        driver.quit()
+    assert width > 300 and errors == []
 
 
 def test_probe_measures_the_profiles_delay_jitter_and_loss(vm):

@@ -87,3 +87,25 @@ def test_an_interval_in_a_table_says_why_it_is_missing():
     from fabric.stats import fmt_interval
     assert fmt_interval((1.0234, 1.0891), 40) == "1.02-1.09"
     assert fmt_interval(None, 4) == "n/a (n=4)"
+
+
+def test_the_median_interval_in_logs_is_the_exact_binomial_ones_and_fast_for_a_capture():
+    """Its binomial terms are computed in logs (a capture summarises 100 000 delays): the same
+    order statistics as the exact integer sums at every n tried."""
+    import math
+
+    def exact(n):
+        below, j = 0.0, 0
+        while j < n and below + math.comb(n, j) / 2**n <= 0.025:
+            below += math.comb(n, j) / 2**n
+            j += 1
+        return j
+    for n in [*range(1, 80), 100, 257, 999, 1000, 1500, 3001]:
+        xs = list(range(n))
+        ci = median_interval(xs)
+        assert (ci is None) == (exact(n) == 0) and (ci is None or ci == (exact(n) - 1, n - exact(n))), n
+    assert median_interval([float(i) for i in range(100_000)])[0] > 49_000
+
+
+def test_a_summary_of_nothing_is_all_none():
+    assert summary([]) == {"n": 0, "min": None, "p50": None, "p95": None, "p99": None, "max": None, "p50_ci": None}

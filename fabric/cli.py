@@ -133,10 +133,10 @@ def cmd_plan(args) -> int:
         print(f"# link {name}: real {fmt_rate(real.rate_bps)}, latency {fmt_time(real.latency_s)}, jitter "
               f"{fmt_time(real.jitter_s)}, loss {real.loss:.4%} -> emulated {fmt_rate(emu.rate_bps)}, "
               f"latency {fmt_time(emu.latency_s)}, jitter {fmt_time(emu.jitter_s)}; {flow_control(real)}")
-    print(f"# topology {topo.kind}: {topo.ranks} ranks" +
-          (f" in {topo.domains} domains of {topo.ranks_per_domain}" if topo.kind == "two_tier" else "") +
-          f"; {len(plan.hosts)} hosts, {len(plan.switches)} bridges, {len(plan.links)} links, "
+    print(f"# topology {topo.kind}: {topo.describe()}; {len(plan.hosts)} hosts, {len(plan.switches)} bridges, {len(plan.links)} links, "
           f"{len(plan.shapers)} shaped directions; netem {'needed' if plan.needs_netem else 'not needed'}")
+    for line in topo.route_lines(plan):
+        print(f"# {line}")
     work = works.build(plan, _algorithm(args, profile))
     for i in work:
         t = i.seconds

@@ -172,19 +172,22 @@ class Emulation:
 
     def _configure(self, node) -> None:
         ports = self.plan.interfaces(node.name)
+        bridged = self.plan.bridged(node.name) if node.kind == "switch" else []
         with self._ipr(node.name) as ipr:
             ipr.link("set", index=_index(ipr, "lo", node.name), state="up")
             if node.kind == "switch":
-                ipr.link("add", ifname=node.name, kind="bridge")
+                if not node.routed:       # a routed switch made its bridge in its set-up (plan.router_setup)
+                    ipr.link("add", ifname=node.name, kind="bridge")
                 bridge = _index(ipr, node.name, node.name)
             for intf in ports:
                 idx = _index(ipr, intf, node.name)
                 ipr.link("set", index=idx, mtu=self.plan.mtu)
-                if node.kind == "switch":
+                if intf in bridged:
                     ipr.link("set", index=idx, master=bridge)
                 ipr.link("set", index=idx, state="up")
             if node.kind == "switch":
                 ipr.link("set", index=bridge, mtu=self.plan.mtu, state="up")
+                self._route_between_domains(ipr, node)
             else:
                 idx = _index(ipr, self.plan.host_intf(node.rank), node.name)
                 ipr.addr("add", index=idx, address=node.ip, prefixlen=PREFIX_LEN)
@@ -192,6 +195,20 @@ class Emulation:
             for shaper in self.plan.shapers.values():
                 if shaper.node == node.name:
                     self._shape(ipr, shaper)
+
+    def _route_between_domains(self, ipr, node) -> None:
+        """A routed switch's addresses and its route to every other domain (Plan.addresses, routes)."""
+        from pyroute2.netlink.exceptions import NetlinkError
+        for dev, cidr in self.plan.addresses.get(node.name, []):
+            addr, bits = cidr.split("/")
+            ipr.addr("add", index=_index(ipr, dev, node.name), address=addr, prefixlen=int(bits))
+        for dst, dev in self.plan.routes.get(node.name, []):
+            net, bits = dst.split("/")
+            try:
+                ipr.route("replace", dst=net, dst_len=int(bits), oif=_index(ipr, dev, node.name), scope=253)
+            except NetlinkError as exc:
+                raise EmulationError(f"{node.name}: ip route replace {dst} dev {dev} failed: {exc.args[-1]} "
+                                     f"(errno {exc.code})") from None
 
     def _route(self, ipr, idx: int, node) -> None:
         """The host's route to the fabric, with TCP's initial windows (plan.RouteSetup)."""

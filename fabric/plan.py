@@ -1,6 +1,7 @@
 """The plan: which nodes, links and qdiscs a run builds, as plain data (no root, no kernel).
 
-Topology (what Mininet builds):
+Topology (what Mininet builds): the profile's topology kind adds its nodes, links and shapers
+(fabric/topology/, one file per kind) from the shaping vocabulary here (_add_port, _add_shaper):
   flat      n hosts -- one bridge.
   two_tier  per domain: ranks -- a domain bridge; every domain bridge -- one core bridge
             through the domain's uplink, shared by the domain's ranks.
@@ -60,6 +61,19 @@ NODE_SETUP = ("sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default
               "net.ipv4.tcp_slow_start_after_idle=0 "
               "net.ipv4.tcp_rmem='4096 67108864 67108864' net.ipv4.tcp_wmem='4096 67108864 67108864'; "
               "for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e $f ] && echo 0 > $f; done")
+
+
+def router_setup(node: str) -> str:
+    """The shell line that makes a routed switch (Node.routed) one: its bridge made here, before
+    its ARP settings, so they reach it too; it forwards, answers ARP for what it routes elsewhere,
+    and at once (a kernel holds a proxy reply back up to 0.8 s by default, proxy_delay, and a
+    namespace has no default of its own to set: in the microVM that put a 1-hop probe's one-way
+    p50 at 0.69 s for 25 ms, and collectives at 1.25x their model); it takes packets whose
+    source it reaches another way (a detour around a failed link)."""
+    return (f"ip link add name {node} type bridge && "
+            "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.proxy_arp=1 net.ipv4.conf.default.proxy_arp=1 "
+            "net.ipv4.conf.all.rp_filter=0 net.ipv4.conf.default.rp_filter=0 net.ipv4.conf.all.send_redirects=0 && "
+            "for f in /proc/sys/net/ipv4/neigh/*/proxy_delay; do echo 0 > $f || exit 1; done")
 
 
 def frame(mtu: int) -> int:
@@ -125,6 +139,10 @@ class Node:
     rank: int | None = None
     domain: int | None = None   # None for the core switch
     ip: str | None = None
+    # a switch that also routes IPv4 between domains (a satellite): its bridge holds an address,
+    # it forwards, and answers ARP for the ranks it routes to (proxy ARP), so every rank keeps
+    # one on-link route to the whole fabric whatever the topology
+    routed: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,6 +229,8 @@ class Plan:
     links: list[Link] = field(default_factory=list)
     shapers: dict[str, Shaper] = field(default_factory=dict)
     mtu: int = MTU
+    addresses: dict[str, list[tuple[str, str]]] = field(default_factory=dict)   # routed node -> (dev, cidr)
+    routes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)      # routed node -> (dst cidr, dev)
 
     @property
     def prefix(self) -> str:
@@ -252,6 +272,13 @@ class Plan:
         return [intf for link in self.links for n, intf in ((link.a_node, link.a_intf), (link.b_node, link.b_intf))
                 if n == node]
 
+    def bridged(self, node: str) -> list[str]:
+        """A switch's interfaces that are ports of its bridge: all, but a routed switch's links to
+        other routers (they are routed, not bridged)."""
+        routed = self.node(node).routed
+        return [intf for link in self.links if not (routed and link.role != "port")
+                for n, intf in ((link.a_node, link.a_intf), (link.b_node, link.b_intf)) if n == node]
+
     def emulated(self, link: LinkClass) -> LinkClass:
         """A link class as emulated: rate / k, times x k."""
         k = self.scale
@@ -268,7 +295,7 @@ class Plan:
         offloads off and receive packet steering on its interfaces (these must succeed)."""
         off = " ".join(f"{o} off" for o in OFFLOADS)
         return ([NODE_SETUP] + [f"ethtool -K {intf} {off}" for intf in self.offloads_off(node)] +
-                [rps_setup(self.interfaces(node), CPUS)])
+                [rps_setup(self.interfaces(node), CPUS)] + ([router_setup(node)] if self.node(node).routed else []))
 
     def offloads_off(self, node: str) -> list[str]:
         """node's interfaces whose segmentation offloads fabric turns off (all, unless the link
@@ -278,25 +305,11 @@ class Plan:
 
     # ---- paths, for the α-β model and for probes ---------------------------------------
     def path(self, src: int, dst: int) -> list[tuple[Shaper, Band]]:
-        """The shaped hops a packet from rank src to rank dst crosses, in order."""
-        topo = self.profile.topology
-        ds, dd = topo.domain_of(src), topo.domain_of(dst)
-        local = ds == dd
-        out = self.shapers[f"{self.prefix}h{src}:{self.host_intf(src)}"]
-        into = self.shapers[f"{self._switch(dd)}:{self.prefix}p{dst}"]
-        hops = [(out, out.band_to(self.ip(dst)))]
-        if not local:
-            for key in (f"{self._switch(ds)}:{self.prefix}u{ds}", f"{self.prefix}core:{self.prefix}d{dd}"):
-                s = self.shapers[key]
-                hops.append((s, s.bands[0]))
-        hops.append((into, into.band_to(self.ip(src))))
-        return hops
+        """The shaped hops a packet from rank src to rank dst crosses, in order (its topology's)."""
+        return self.profile.topology.path(self, src, dst)
 
     def path_latency(self, src: int, dst: int) -> float:
         return sum(b.delay_s for _, b in self.path(src, dst))
-
-    def _switch(self, domain: int) -> str:
-        return f"{self.prefix}s{domain}"
 
     # ---- the exact commands ---------------------------------------------------------
     def commands(self) -> list[str]:
@@ -312,12 +325,14 @@ class Plan:
             lines.append(f"{node.name} ip link set {self.host_intf(node.rank)} up")
             lines.append(f"{node.name} {self.route(node.rank).text()}")
         for sw in self.switches:
-            lines.append(f"{sw.name} ip link add name {sw.name} type bridge")
-            for link in self.links:
-                for node, intf in ((link.a_node, link.a_intf), (link.b_node, link.b_intf)):
-                    if node == sw.name:
-                        lines.append(f"{sw.name} ip link set {intf} master {sw.name} up")
+            if not sw.routed:                    # a routed one's is made by its set-up line (router_setup)
+                lines.append(f"{sw.name} ip link add name {sw.name} type bridge")
+            for intf in self.interfaces(sw.name):
+                lines.append(f"{sw.name} ip link set {intf} " + ("master {sw.name} up" if intf in self.bridged(sw.name)
+                                                                  else "up").format(sw=sw))
             lines.append(f"{sw.name} ip link set {sw.name} up")
+            lines += [f"{sw.name} ip addr add {cidr} dev {dev}" for dev, cidr in self.addresses.get(sw.name, [])]
+            lines += [f"{sw.name} ip route replace {dst} dev {dev} scope link" for dst, dev in self.routes.get(sw.name, [])]
         for s in self.shapers.values():
             lines.extend(f"{s.node} {tc.text(op, s.intf)}" for op in s.ops())
         return lines
@@ -390,32 +405,7 @@ def mtu(profile: Profile) -> int:
 
 def build(profile: Profile, scale: float, run_id: str = "0000") -> Plan:
     plan = Plan(profile=profile, run_id=run_id, scale=scale, mtu=mtu(profile))
-    topo, p = profile.topology, plan.prefix
-    two_tier = topo.kind == "two_tier" and topo.domains > 1
-    port_buffer = lossy_buffer(profile.link(topo.intra))
-    for d in range(topo.domains):
-        plan.nodes.append(Node(f"{p}s{d}", "switch", domain=d))
-    for r in range(topo.ranks):
-        d = topo.domain_of(r)
-        plan.nodes.append(Node(f"{p}h{r}", "host", rank=r, domain=d, ip=plan.ip(r)))
-        plan.links.append(Link(f"{p}h{r}", plan.host_intf(r), f"{p}s{d}", f"{p}p{r}", topo.intra, "port"))
-        out, into, extra = _slowed(plan, profile.link(topo.intra), profile.slow_link("rank", r))
-        _add_port(plan, r, out, extra)
-        # towards the rank: traffic from its own domain already had the intra impairment on
-        # the sender's port, traffic from others the inter one on their uplink
-        _add_shaper(plan, f"{p}s{d}", f"{p}p{r}", into, impaired=into.impaired, connections=topo.ranks - 1,
-                    buffer_bytes=port_buffer)
-    if two_tier:
-        plan.nodes.append(Node(f"{p}core", "switch"))
-        for d in range(topo.domains):
-            plan.links.append(Link(f"{p}s{d}", f"{p}u{d}", f"{p}core", f"{p}d{d}", topo.inter, "uplink"))
-            out, into, _ = _slowed(plan, profile.link(topo.inter), profile.slow_link("domain", d))
-            inside = sum(topo.domain_of(r) == d for r in range(topo.ranks))
-            pairs = inside * (topo.ranks - inside)      # connections between the domain and the rest
-            buffer = lossy_buffer(profile.link(topo.inter))
-            _add_shaper(plan, f"{p}s{d}", f"{p}u{d}", out, connections=pairs, buffer_bytes=buffer)
-            _add_shaper(plan, f"{p}core", f"{p}d{d}", into, impaired=into.impaired, connections=pairs,
-                        buffer_bytes=buffer)
+    profile.topology.build(plan)
     return plan
 
 

@@ -84,14 +84,7 @@ class Measured:
 
 def paths(plan: Plan) -> list[tuple[str, str, int, int]]:
     """(path type, link class, src rank, dst rank) for each path type of the topology."""
-    topo = plan.profile.topology
-    if topo.kind == "flat":
-        return [("flat", topo.intra, 0, 1)]
-    out = []
-    if topo.ranks_per_domain > 1 or not topo.inter:
-        out.append(("intra-domain", topo.intra, 0, 1))
-    out.append(("inter-domain", topo.inter, 0, topo.ranks_per_domain))
-    return out
+    return plan.profile.topology.probe_paths()
 
 
 def expected(plan: Plan, src: int, dst: int) -> Expected:

@@ -11,8 +11,10 @@ from pathlib import Path
 import yaml
 
 from collectives import COLLECTIVES
+from fabric import topology as topologies
 from fabric.models import DTYPE_BYTES, PRESETS, Model
 from fabric.stats import Until
+from fabric.topology import Topology
 from fabric.units import UnitError, parse_flops, parse_fraction, parse_rate, parse_size, parse_time
 
 
@@ -56,22 +58,6 @@ class LinkClass:
     def impaired(self) -> bool:
         """True when this class needs netem (delay, jitter or loss)."""
         return self.latency_s > 0 or self.jitter_s > 0 or self.loss > 0
-
-
-@dataclass(frozen=True)
-class Topology:
-    kind: str                # "flat" | "two_tier"
-    domains: int             # 1 for flat
-    ranks_per_domain: int
-    intra: str               # link class of each rank's port
-    inter: str | None = None  # link class of each domain's shared uplink (two_tier, domains > 1)
-
-    @property
-    def ranks(self) -> int:
-        return self.domains * self.ranks_per_domain
-
-    def domain_of(self, rank: int) -> int:
-        return rank // self.ranks_per_domain
 
 
 @dataclass(frozen=True)
@@ -181,10 +167,7 @@ class Profile:
             any(isinstance(s, SlowLink) and s.impaired for s in self.stragglers)
 
     def used_links(self) -> list[str]:
-        names = [self.topology.intra]
-        if self.topology.inter and self.topology.domains > 1:
-            names.append(self.topology.inter)
-        return names
+        return self.topology.used_links()
 
 
 # ---------------------------------------------------------------------------------------
@@ -195,8 +178,6 @@ _TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload", "g
 _LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "offloads", "endpoint", "lossless",
               "buffer"}
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
-_FLAT_KEYS = {"kind", "ranks", "link"}
-_TWO_TIER_KEYS = {"kind", "domains", "ranks_per_domain", "intra", "inter"}
 _OP_KEYS = {"op", "bytes", "iters", "warmup", "splits", "root", "check", "algorithm", "budget"}
 MAX_RANKS = 72  # one process per rank on one host: a whole NVL72 domain (benchmarks/scale.py measures what it costs)
 
@@ -234,7 +215,7 @@ def parse(data, source: str = "<profile>") -> Profile:
     description = c.string(data.get("description", ""), "description") if "description" in data else ""
     scale = _parse_scale(c, data.get("scale", "auto"))
     links = _parse_links(c, data["links"])
-    topology = c.topology = _parse_topology(c, data["topology"], links)
+    topology = c.topology = topologies.parse(c, data["topology"], links, MAX_RANKS)
     gpu = _parse_gpu(c, data.get("gpu", {}))
     ops, entries = _parse_workload(c, data["workload"], topology, gpu) if "workload" in data else ((), ())
     return Profile(name=name, source=source, links=links, topology=topology,
@@ -248,6 +229,12 @@ class _Checker:
     def __init__(self, source: str):
         self.source = source
         self.topology: Topology | None = None   # known once parsed; ranks() checks against it
+
+    def link_name(self, value, key: str, links: dict) -> str:
+        """value, a link class the profile defines; else the one-line error naming key."""
+        if not isinstance(value, str) or value not in links:
+            self.fail(key, f"unknown link class {value!r}; expected one of {', '.join(sorted(links))}")
+        return value
 
     def fail(self, key: str, expected: str):
         raise ProfileError(self.source, key, expected)
@@ -403,38 +390,6 @@ def _flag(c: _Checker, value, key: str) -> bool:
     return value
 
 
-def _link_name(c: _Checker, value, key: str, links: dict) -> str:
-    if not isinstance(value, str) or value not in links:
-        c.fail(key, f"unknown link class {value!r}; expected one of {', '.join(sorted(links))}")
-    return value
-
-
-def _parse_topology(c: _Checker, value, links: dict) -> Topology:
-    if not isinstance(value, dict):
-        c.fail("topology", "expected a mapping with kind: flat or kind: two_tier")
-    kind = value.get("kind")
-    if kind == "flat":
-        c.mapping(value, "topology", _FLAT_KEYS, required={"kind", "ranks", "link"})
-        ranks = c.integer(value["ranks"], "topology.ranks", 1, MAX_RANKS)
-        return Topology("flat", 1, ranks, _link_name(c, value["link"], "topology.link", links))
-    if kind == "two_tier":
-        c.mapping(value, "topology", _TWO_TIER_KEYS, required={"kind", "domains", "ranks_per_domain", "intra"})
-        domains = c.integer(value["domains"], "topology.domains", 1, 250)
-        per = c.integer(value["ranks_per_domain"], "topology.ranks_per_domain", 1, 250)
-        if domains * per > MAX_RANKS:
-            c.fail("topology", f"expected at most {MAX_RANKS} ranks in all, got {domains} x {per}")
-        intra = _link_name(c, value["intra"], "topology.intra", links)
-        inter = None
-        if domains > 1:
-            if "inter" not in value:
-                c.fail("topology.inter", "missing required key (the uplink class between domains)")
-            inter = _link_name(c, value["inter"], "topology.inter", links)
-        elif "inter" in value:
-            inter = _link_name(c, value["inter"], "topology.inter", links)
-        return Topology("two_tier", domains, per, intra, inter)
-    c.fail("topology.kind", f"expected flat or two_tier, got {kind!r}")
-
-
 def _parse_gpu(c: _Checker, value) -> Gpu:
     c.mapping(value, "gpu", {"hbm", "flops"})
     hbm = c.unit(parse_rate, value["hbm"], "gpu.hbm") / 8 if "hbm" in value else Gpu.hbm_Bps
@@ -530,10 +485,11 @@ def _parse_stragglers(c: _Checker, value, topology: Topology) -> tuple[Straggler
         if isinstance(spec, dict) and "link" in spec:
             c.mapping(spec, key, _LINK_STRAGGLER_KEYS, required={"link"})
             target, _, index = str(spec["link"]).partition(":")
-            limit = {"rank": topology.ranks, "domain": topology.domains if topology.inter else 0}.get(target, 0)
+            uplinks = topology.inter and topology.SLOW_DOMAIN_LINKS
+            limit = {"rank": topology.ranks, "domain": topology.domains if uplinks else 0}.get(target, 0)
             if not index.isdigit() or int(index) >= limit:
                 c.fail(f"{key}.link", f"expected rank:N (N < {topology.ranks})" +
-                       (f" or domain:N (N < {topology.domains}, a domain's uplink)" if topology.inter else "") +
+                       (f" or domain:N (N < {topology.domains}, a domain's uplink)" if uplinks else "") +
                        f", got {spec['link']!r}")
             link = SlowLink(target, int(index),
                             rate_factor=c.number(spec.get("rate_factor", 1), f"{key}.rate_factor", 1e-3, 1,

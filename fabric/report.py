@@ -16,9 +16,11 @@ _COLS = [("size", "(B)", 11), ("count", "(elements)", 10), ("type", "", 7), ("al
 
 def header(doc: dict) -> list[str]:
     prof, emu, k = doc["profile"], doc["emulation"], doc["scale"]
-    topo = f"{emu['domains']} domains x {emu['ranks'] // emu['domains']}" if emu["topology"] == "two_tier" \
-        else "flat"
-    lines = [f"# fabric run: {prof['name']} ({prof['source']}), {emu['ranks']} ranks, {topo}",
+    # "shape": the topology's own words (since topologies became plug-ins); before, two kinds
+    topo = f"{emu['topology']}: {emu['shape']}" if "shape" in emu else \
+        f"{emu['ranks']} ranks, " + (f"{emu['domains']} domains x {emu['ranks'] // emu['domains']}"
+                                    if emu["topology"] == "two_tier" else "flat")
+    lines = [f"# fabric run: {prof['name']} ({prof['source']}), {topo}",
              f"# scale k = {k:g}: emulated rates = real / k, latencies = real x k; 'real:' columns project back"
              f" (time / k, bandwidth x k)",
              f"# netem: {emu['netem']}; time = slowest rank per iteration, p50 over the n iterations;"

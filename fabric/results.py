@@ -178,7 +178,8 @@ def document(plan: Plan, results: list[Result], netem: str, extra: dict | None =
         "profile": {"name": prof.name, "source": prof.source, "description": prof.description},
         "scale": plan.scale,
         "emulation": {"netem": netem, "ranks": plan.ranks, "topology": prof.topology.kind,
-                      "domains": prof.topology.domains, "run_id": plan.prefix, **(extra or {})},
+                      "domains": prof.topology.domains, "shape": prof.topology.describe(), "run_id": plan.prefix,
+                      **(extra or {})},
         "results": [asdict(r) for r in results],
         "workloads": list(workloads),
     }

@@ -58,8 +58,9 @@ def variants(data: dict, source: str, over: str, values: list) -> list:
                 raise ProfileError(source, "stragglers", "a sweep over --delay needs a {rank, delay} straggler")
             entry["delay"] = v
         else:
+            from fabric.topology import KINDS
             topo = d.get("topology") or {}
-            topo["ranks" if topo.get("kind") == "flat" else "ranks_per_domain"] = v
+            topo[KINDS[topo["kind"]].RANKS_KEY if topo.get("kind") in KINDS else "ranks"] = v
         out.append((v, parse(d, f"{source} ({over} = {v})")))
     return out
 

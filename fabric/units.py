@@ -64,6 +64,15 @@ def parse_time(text) -> float:
     return value * _TIME[unit]
 
 
+def parse_length(text) -> float:
+    """'150m' -> 150.0 m; '1.2km' -> 1200.0 m (a satellite formation's distances)."""
+    what = "a distance such as 150m or 1.2km"
+    value, unit = _split(text, what)
+    if unit not in ("m", "km") or value < 0:
+        raise UnitError(f"expected {what}, got {text!r}")
+    return value * (1000.0 if unit == "km" else 1.0)
+
+
 def parse_size(text) -> int:
     """'32MiB' -> 33554432 bytes; a bare integer is bytes."""
     what = "a size such as 4KiB, 32MiB or 1048576"

@@ -54,7 +54,7 @@ def _with(path, value):
     (("links", "ndr", "latency"), "1.5", "links.ndr.latency", "expected a time"),
     (("links", "ndr", "speed"), "1", "links.ndr.speed", "unknown key"),
     (("topology", "inter"), "infiniband", "topology.inter", "unknown link class"),
-    (("topology", "kind"), "torus", "topology.kind", "expected flat or two_tier"),
+    (("topology", "kind"), "hypercube", "topology.kind", "expected flat or two_tier"),
     (("topology", "domains"), 0, "topology.domains", "whole number"),
     (("topology", "inter"), KeyError, "topology.inter", "missing required key"),
     (("workload",), [{"op": "all_reduce", "bytes": "4KB/s"}], "workload[0].bytes", "expected a size"),

@@ -57,7 +57,7 @@ def _profile(name, link, workload=None):
 
 
 CONSTELLATION = {
-    "name": "constellation-7", "description": "7 satellites, 2 ranks each", "scale": 50000,
+    "name": "constellation-7", "description": "7 satellites, 2 ranks each", "scale": 200000,
     "links": {"nvlink4": {"rate": "450GB/s", "latency": "2us"}, "isl": {"rate": "800Gbit/s", "latency": "2us"}},
     "topology": {"kind": "constellation", "satellites": 7, "spacing": "150m", "ranks_per_satellite": 2,
                  "intra": "nvlink4", "isl": "isl", "range": "200m"},
@@ -166,17 +166,17 @@ def test_the_report_draws_link_utilisation_in_chromium(vm):
     assert width > 300 and errors == []
 
 
-def test_a_constellation_runs_each_collective_correctly_across_hops(vm):
-    """Every rank's result right over routes of up to 2 ISL hops, and each op near the α-β model,
-    which charges each ISL hop its latency and the most loaded ISL on the way.  Not yet within
-    the 15 % fabric claims elsewhere: measured 1.23-1.25x (one-shot all-reduce), 1.28-1.30x
-    (all-to-all) and 1.09-1.10x (sendrecv) in this VM, with 3-10 TCP timeouts and ~28 loss
-    probes per rank and no drop; the bound here guards against a broken route (seconds)."""
+def test_a_constellation_runs_each_collective_correctly_within_its_model(vm):
+    """Every rank's result right over routes of up to 2 ISL hops, and each op within 15 % of the
+    α-β model, which charges each ISL hop its latency and the most loaded ISL on the way.  At
+    k = 200 000 (measured 1.08-1.09x one-shot all-reduce, 1.03x all-to-all, 0.99x sendrecv in
+    three boots); at 50 000 this VM's cost per forwarded packet showed (1.23-1.26x, 1.26-1.30x,
+    1.09-1.10x, with 1 or 4 warm-up iterations alike)."""
     doc = json.loads((vm["constellation"] / "results.json").read_text())
     assert [r["op"] for r in doc["results"]] == ["all_reduce", "all_to_all", "sendrecv"]
     for r in doc["results"]:
         assert r["correct"] is True, r["op"]
-        assert 0.85 < r["time_us"]["p50"] / r["model_time_us"] < 1.6, r["op"]
+        assert r["time_us"]["p50"] == pytest.approx(r["model_time_us"], rel=0.15), r["op"]
 
 
 def test_a_two_hop_paths_delay_is_its_two_hops(vm):

@@ -14,6 +14,11 @@ The figures, per direction (emulated seconds, real = emulated / k):
   lost                queued, never sent, and queued before the last packet that was sent
   unsent_at_end       queued after the last packet that was sent: still in the queue when the
                       captures stopped, or dropped; the two are not told apart
+  queued_units, lost_units, loss_bursts
+                      the same in the queue's own units: a GSO packet is one (netem drops or keeps
+                      it whole), and a burst is a run of lost units one after another in the
+                      queue's order: lost_units / loss_bursts is the mean burst (Gilbert-Elliott
+                      with a 100 % bad state: 1/r; a random loss: about 1)
   unmatched_sent      sent with no queued copy (one capture started before the other)
   retransmissions     TCP segments in `queued` with payload whose sequence range (mod 2**32)
                       the flow had already sent: loss recovery or a timeout, as the sender saw it
@@ -199,6 +204,18 @@ def _match(queued: _Pcap, sent: _Pcap) -> tuple[list[int], list[bool], int]:
     return delays, went, unmatched
 
 
+def _loss_bursts(queued_ts: list[int], lost: list[int]) -> tuple[int, int, int]:
+    """(units queued, units lost, runs of lost units): a unit is one record the queue took, a GSO
+    packet's segments sharing its record's time stamp (_segments)."""
+    unit, units, last = [], -1, None
+    for t in queued_ts:
+        if t != last:
+            units, last = units + 1, t
+        unit.append(units)
+    gone = {unit[i] for i in lost}
+    return units + 1, len(gone), sum(1 for u in gone if u - 1 not in gone)
+
+
 def _timeline(p: _Pcap, start: int, span: int, bins: int, rate_bps: float) -> list[float]:
     if not p.ts:
         return [0.0] * bins
@@ -236,6 +253,7 @@ def analyse(directions: list[Direction], k: float, bins: int = 200, since_ns: in
         delays_s = [ns / 1e9 for ns in delays]
         last_out = max((i for i, w in enumerate(went) if w), default=-1)
         unsent = [i for i, (key, w) in enumerate(zip(queued.keys, went)) if key is not None and not w]
+        units, lost_units, bursts = _loss_bursts(queued.ts, [i for i in unsent if i < last_out])
         retrans = _retransmissions(queued)
         timeline = _timeline(sent, start, span, bins, d.rate_bps) if stamps else [0.0] * bins
         busy = _busy_rate(sent.ts, sent.wirelen) if sent.ts else None
@@ -244,6 +262,7 @@ def analyse(directions: list[Direction], k: float, bins: int = 200, since_ns: in
             "packets": len(sent.ts), "bytes": sum(sent.wirelen),
             "queued_packets": len(queued.ts), "queued_bytes": sum(queued.wirelen),
             "lost": sum(i < last_out for i in unsent), "unsent_at_end": sum(i > last_out for i in unsent),
+            "queued_units": units, "lost_units": lost_units, "loss_bursts": bursts,
             "unmatched_sent": unmatched,
             "delay_s": stats.summary(delays_s), "delay_real_s": stats.summary(delays_s, scale=1 / k),
             "retransmissions": sum(retrans.values()),

@@ -153,6 +153,11 @@ def cmd_plan(args) -> int:
             print(f"#   {c.label}: {c.algorithm} ({how}); candidates, real us: {cands}")
     for s in profile.stragglers:
         print(f"# straggler: {s.label} (the run also runs a baseline without stragglers)")
+    from fabric import events
+    names = topo.link_names()
+    print(f"# links an event may name ({len(names)}): {', '.join(names[:24])}{', ...' if len(names) > 24 else ''}")
+    for line in events.lines(plan):
+        print(line)
     bounds = sizing(plan, work)
     print(f"# bounds: gloo op timeout {bounds.op_timeout_s:.0f} s, run time limit {bounds.run_timeout_s:.0f} s")
     print("# commands, Mininet-CLI style: each line runs in the named node's network namespace")

@@ -46,7 +46,64 @@ def _pictures(pngs: dict[str, bytes]) -> str:
                      f'</figcaption></figure>' for name, data in pngs.items()) or "<p>No pictures for this run.</p>"
 
 
+PALETTE = ("#36c", "#c33", "#393", "#c80", "#839", "#088")    # one colour per link class, in the legend's order
+
+
 def topology_svg(doc: dict) -> str:
+    """The fabric as its topology lays it out (results.json's emulation.graph): switches and
+    routers as squares, ranks as numbered circles beside the switch of their first port, every
+    link coloured by its class, each class's real rate and latency in the legend.  A results.json
+    from before the graph was kept gets the domains picture (_domains_svg)."""
+    emu, links = doc["emulation"], doc.get("links", [])
+    g = emu.get("graph")
+    if not g:
+        return _domains_svg(doc)
+    width, height, pad = 640, 420, 30
+    sw = g["switches"]
+    at = [(pad + s["x"] * (width - 2 * pad), pad + s["y"] * (height - 2 * pad - 30)) for s in sw]
+    at += [None] * g["ranks"]
+    home: dict[int, list[int]] = {}          # switch -> its ranks (the switch of each rank's first link)
+    placed = set()
+    for a, b, _, _ in g["links"]:
+        for host, other in ((a, b), (b, a)):
+            if host >= len(sw) and other < len(sw) and host not in placed:
+                placed.add(host)
+                home.setdefault(other, []).append(host)
+    size = 7 if len(sw) > 30 else 11
+    for s, hosts in home.items():
+        x, y = at[s]
+        step = min(2.3 * size, (width - 2 * pad) / min(12, len(sw)) / len(hosts))
+        for j, h in enumerate(hosts):
+            at[h] = (x + (j - (len(hosts) - 1) / 2) * step, y + 4 * size)
+    classes = list(dict.fromkeys([l["name"] for l in links] + [c for _, _, c, _ in g["links"]]))
+    colour = {c: PALETTE[i % len(PALETTE)] for i, c in enumerate(classes)}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+             f'aria-label="topology: {escape(emu.get("shape", ""))}">']
+    for a, b, c, _ in g["links"]:
+        if at[a] and at[b]:
+            parts.append(f'<line x1="{at[a][0]:.1f}" y1="{at[a][1]:.1f}" x2="{at[b][0]:.1f}" y2="{at[b][1]:.1f}" '
+                         f'stroke="{colour[c]}" stroke-width="1.5" opacity="0.8"/>')
+    for i, s in enumerate(sw):
+        x, y = at[i]
+        label = s["name"].lstrip("s") if s["name"][1:].isdigit() else s["name"]
+        parts.append(f'<rect x="{x - size:.1f}" y="{y - size:.1f}" width="{2 * size}" height="{2 * size}" rx="2" '
+                     f'fill="#ddd" stroke="#666"/><text x="{x:.1f}" y="{y + size / 3:.1f}" text-anchor="middle" '
+                     f'font-size="{max(6, size - 3)}">{escape(label[:6])}</text>')
+    for r in range(g["ranks"]):
+        if at[len(sw) + r]:
+            x, y = at[len(sw) + r]
+            parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{size * 0.8:.1f}" fill="#fff" stroke="#333"/>'
+                         f'<text x="{x:.1f}" y="{y + size / 3:.1f}" text-anchor="middle" '
+                         f'font-size="{max(6, size - 3)}">{r}</text>')
+    label = {l["name"]: f"{l['name']}: {fmt_rate(l['rate_bps'])}, {fmt_time(l['latency_s'])}" for l in links}
+    for i, c in enumerate(classes):
+        parts.append(f'<text x="{pad + i * 200}" y="{height - 10}" font-size="11" fill="{colour[c]}">'
+                     f'{escape(label.get(c, c))}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _domains_svg(doc: dict) -> str:
     """Ranks as circles, grouped in their domains (boxes) under a bridge, domains joined by
     the uplink; each link class labelled with its real rate and latency."""
     emu, links = doc["emulation"], doc.get("links", [])

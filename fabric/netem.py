@@ -41,7 +41,9 @@ def params(band) -> dict:
                 out["distribution"] = band.distribution
             if band.keep_order:
                 out["order_rate"] = ORDER_RATE
-    if band.loss:
+    if band.burst_loss:
+        out["burst_loss"] = band.burst_loss
+    elif band.loss:
         out["loss"] = band.loss * 100
     return out
 
@@ -58,6 +60,8 @@ def command(band) -> str:
             text += f" distribution {p['distribution']}"
     if "loss" in p:
         text += f" loss {p['loss']:.6g}%"
+    if "burst_loss" in p:       # netem's words: p, r, 1-h (loss in the bad state), 1-k (in the good)
+        text += " loss gemodel " + " ".join(f"{x * 100:.6g}%" for x in p["burst_loss"])
     if "order_rate" in p:
         text += f" rate {p['order_rate'] * 8}bit"
     return text
@@ -92,6 +96,7 @@ def _register() -> None:
     table as `distribution` (bytes; pyroute2 has no encoder for it)."""
     import types
 
+    from pyroute2.netlink import nla
     from pyroute2.netlink.rtnl.tcmsg import plugins, sched_netem
     if getattr(plugins["netem"], "FABRIC", False):
         return
@@ -99,7 +104,13 @@ def _register() -> None:
     def get_parameters(kwarg):
         rate = kwarg.pop("order_rate", None)
         dist = kwarg.pop("distribution", None)
+        burst = kwarg.pop("burst_loss", None)
         opts = sched_netem.get_parameters(kwarg)
+        if burst:
+            # the kernel's h is the chance of no loss in the bad state (tc's "1-h" is its complement)
+            p, r, bad, good = burst
+            opts["attrs"].append(["TCA_NETEM_LOSS", {"attrs": [["NETEM_LOSS_GE", {
+                "p": _u32(p), "r": _u32(r), "h": _u32(1 - bad), "k1": _u32(good)}]]}])
         if dist:
             opts["attrs"].append(["TCA_NETEM_DELAY_DIST", dist])
         if rate:
@@ -110,8 +121,20 @@ def _register() -> None:
     plugin = types.ModuleType("fabric_netem")
     plugin.__dict__.update({k: v for k, v in vars(sched_netem).items() if not k.startswith("__")})
     class options(sched_netem.options):
-        nla_map = tuple((name, "cdata" if name == "TCA_NETEM_DELAY_DIST" else kind)
+        nla_map = tuple((name, {"TCA_NETEM_DELAY_DIST": "cdata", "TCA_NETEM_LOSS": "netem_loss"}.get(name, kind))
                         for name, kind in sched_netem.options.nla_map)
+
+        class netem_loss(nla):
+            """netem's loss model (nested): Gilbert-Elliott's four chances, each of 2^32 - 1."""
+            nla_map = (("NETEM_LOSS_UNSPEC", "none"), ("NETEM_LOSS_GI", "none"), ("NETEM_LOSS_GE", "netem_gemodel"))
+
+            class netem_gemodel(nla):
+                fields = (("p", "I"), ("r", "I"), ("h", "I"), ("k1", "I"))
 
     plugin.get_parameters, plugin.options, plugin.FABRIC = get_parameters, options, True
     plugins["netem"] = plugin
+
+
+def _u32(chance: float) -> int:
+    """A chance as netem takes it: a fraction of 2^32 - 1."""
+    return min(0xFFFFFFFF, max(0, round(chance * 0xFFFFFFFF)))

@@ -153,7 +153,12 @@ class Link:
     b_node: str
     b_intf: str
     link_class: str
-    role: str                   # "port" (rank to its switch) | "uplink" (domain to core)
+    role: str                   # "port" (rank to its switch) | "uplink" (domain to core) | a kind's own
+
+    @property
+    def ends(self) -> tuple[str, str]:
+        """Its two ends as Shaper keys (node:intf)."""
+        return f"{self.a_node}:{self.a_intf}", f"{self.b_node}:{self.b_intf}"
 
 
 @dataclass(frozen=True)
@@ -168,10 +173,11 @@ class Band:
     match: tuple[str, str] | None = None   # ("dst" | "src", cidr) or None for the default band
     keep_order: bool = False    # netem must not reorder under jitter (the link class says reorder: false)
     distribution: str = "uniform"   # of the jitter
+    burst_loss: tuple[float, float, float, float] | None = None   # Gilbert-Elliott (p, r, bad, good), an event's
 
     @property
     def netem(self) -> bool:
-        return self.delay_s > 0 or self.jitter_s > 0 or self.loss > 0
+        return self.delay_s > 0 or self.jitter_s > 0 or self.loss > 0 or self.burst_loss is not None
 
 
 @dataclass(frozen=True)
@@ -250,7 +256,8 @@ class Plan:
 
     @property
     def needs_netem(self) -> bool:
-        return any(b.netem for s in self.shapers.values() for b in s.bands)
+        return any(b.netem for s in self.shapers.values() for b in s.bands) or \
+            any(e.needs_netem for e in self.profile.events)
 
     def node(self, name: str) -> Node:
         return next(n for n in self.nodes if n.name == name)
@@ -262,10 +269,15 @@ class Plan:
         topo = self.profile.topology
         return f"{NETWORK}.{topo.domain_of(rank)}.{rank % topo.ranks_per_domain + 1}"
 
-    def route(self, rank: int) -> RouteSetup:
+    def route(self, rank: int, dst: str = f"{NETWORK}.0.0/{PREFIX_LEN}", dev: str | None = None) -> RouteSetup:
+        """rank's route to dst (default: the whole fabric) through dev (default: its port)."""
         mss = self.mtu - 52          # IPv4 and TCP headers with timestamps
-        return RouteSetup(f"{NETWORK}.0.0/{PREFIX_LEN}", self.host_intf(rank), self.ip(rank),
-                          math.ceil(INIT_WINDOW / mss))
+        return RouteSetup(dst, dev or self.host_intf(rank), self.ip(rank), math.ceil(INIT_WINDOW / mss))
+
+    def host_routes(self, rank: int) -> list[RouteSetup]:
+        """rank's routes, in the order they are set (its topology's: one to the whole fabric on
+        its port, unless its host has several)."""
+        return self.profile.topology.host_routes(self, rank)
 
     def interfaces(self, node: str) -> list[str]:
         """node's fabric interfaces (its veth ends)."""
@@ -314,6 +326,7 @@ class Plan:
     # ---- the exact commands ---------------------------------------------------------
     def commands(self) -> list[str]:
         """What the emulation applies, as Mininet-CLI-style lines: `<node> <command>`."""
+        from fabric.events import Route
         lines = [f"host sysctl -w net.core.netdev_max_backlog={BACKLOG_PACKETS}   # where lower; put back after"]
         for link in self.links:
             lines.append(f"{link.a_node} ip link add name {link.a_intf} mtu {self.mtu} type veth "
@@ -322,8 +335,8 @@ class Plan:
             lines += [f"{node.name} {line}" for line in self.node_setup(node.name)]
         for node in self.hosts:
             lines.append(f"{node.name} ip addr add {node.ip}/{PREFIX_LEN} dev {self.host_intf(node.rank)}")
-            lines.append(f"{node.name} ip link set {self.host_intf(node.rank)} up")
-            lines.append(f"{node.name} {self.route(node.rank).text()}")
+            lines += [f"{node.name} ip link set {intf} up" for intf in self.interfaces(node.name)]
+            lines += [f"{node.name} {r.text()}" for r in self.host_routes(node.rank)]
         for sw in self.switches:
             if not sw.routed:                    # a routed one's is made by its set-up line (router_setup)
                 lines.append(f"{sw.name} ip link add name {sw.name} type bridge")
@@ -332,7 +345,7 @@ class Plan:
                                                                   else "up").format(sw=sw))
             lines.append(f"{sw.name} ip link set {sw.name} up")
             lines += [f"{sw.name} ip addr add {cidr} dev {dev}" for dev, cidr in self.addresses.get(sw.name, [])]
-            lines += [f"{sw.name} ip route replace {dst} dev {dev} scope link" for dst, dev in self.routes.get(sw.name, [])]
+            lines += [Route(sw.name, dst, dev).text() for dst, dev in self.routes.get(sw.name, [])]
         for s in self.shapers.values():
             lines.extend(f"{s.node} {tc.text(op, s.intf)}" for op in s.ops())
         return lines
@@ -442,16 +455,23 @@ def _add_port(plan: Plan, rank: int, link: LinkClass, remote: LinkClass | None) 
     interleaves them packet by packet (1.17-1.18x, the rest being the host's CPU).  A class to
     the own domain carries the intra latency, jitter and loss; one to another domain none (its
     latency is on the uplinks) unless `remote` (a slow link's extra impairment) says so."""
-    topo, f = plan.profile.topology, frame(plan.mtu)
+    topo = plan.profile.topology
+    local = link if link.impaired else None
+    add_rank_port(plan, rank, plan.host_intf(rank), link,
+                  {d: local if topo.domain_of(d) == topo.domain_of(rank) else remote for d in range(topo.ranks) if d != rank})
+
+
+def add_rank_port(plan: Plan, rank: int, intf: str, link: LinkClass, peers: dict[int, LinkClass | None]) -> None:
+    """A port of rank's host on intf (its only one, or one of several: a rail's NIC), shaped at
+    link's rate with one class per peer it reaches there (_add_port says why), each with the
+    impairment given (None: none)."""
+    f = frame(plan.mtu)
     burst, quantum = shaping(link.rate_bps, f)
-    share = link.rate_bps / topo.ranks          # children's guarantees fit the parent
+    share = link.rate_bps / (len(peers) + 1)    # children's guarantees fit the parent
     bands = [_band(DEFAULT_MINOR, share, link, f, None)]
-    for d in range(topo.ranks):
-        if d != rank:
-            local = topo.domain_of(d) == topo.domain_of(rank)
-            impair = (link if link.impaired else None) if local else remote
-            bands.append(_band(DEST_MINOR + d, share, link, f, impair, match=("dst", f"{plan.ip(d)}/32")))
-    node, intf = f"{plan.prefix}h{rank}", plan.host_intf(rank)
+    bands += [_band(DEST_MINOR + d, share, link, f, impair, match=("dst", f"{plan.ip(d)}/32"))
+              for d, impair in sorted(peers.items())]
+    node = f"{plan.prefix}h{rank}"
     plan.shapers[f"{node}:{intf}"] = Shaper(node, intf, link.name, link.rate_bps, burst, quantum, tuple(bands))
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from collectives import COLLECTIVES
+from fabric import events as fabric_events
 from fabric import topology as topologies
 from fabric.models import DTYPE_BYTES, PRESETS, Model
 from fabric.stats import Until
@@ -137,6 +138,7 @@ class Profile:
     stragglers: tuple[Straggler, ...] = ()
     seed: int = 0                            # of the stragglers' random delays
     endpoint: Endpoint = Endpoint()          # the stack's cost per op and per step (link classes may differ)
+    events: tuple = ()                       # links that change and fail during a run (fabric.events.Event)
 
     def without_stragglers(self) -> "Profile":
         return replace(self, stragglers=())
@@ -164,7 +166,8 @@ class Profile:
     @property
     def impaired(self) -> bool:
         return any(self.links[n].impaired for n in self.used_links()) or \
-            any(isinstance(s, SlowLink) and s.impaired for s in self.stragglers)
+            any(isinstance(s, SlowLink) and s.impaired for s in self.stragglers) or \
+            any(e.needs_netem for e in self.events)
 
     def used_links(self) -> list[str]:
         return self.topology.used_links()
@@ -174,7 +177,7 @@ class Profile:
 # Loading and checking
 
 _TOP_KEYS = {"name", "description", "scale", "links", "topology", "workload", "gpu", "stragglers", "seed",
-             "endpoint"}
+             "endpoint", "events"}
 _LINK_KEYS = {"rate", "latency", "jitter", "loss", "reorder", "distribution", "offloads", "endpoint", "lossless",
               "buffer"}
 DISTRIBUTIONS = ("uniform", "normal", "pareto", "paretonormal")   # of the jitter, as netem names them
@@ -218,11 +221,15 @@ def parse(data, source: str = "<profile>") -> Profile:
     topology = c.topology = topologies.parse(c, data["topology"], links, MAX_RANKS)
     gpu = _parse_gpu(c, data.get("gpu", {}))
     ops, entries = _parse_workload(c, data["workload"], topology, gpu) if "workload" in data else ((), ())
+    stragglers = _parse_stragglers(c, data.get("stragglers", []), topology)
+    events = fabric_events.parse(c, data["events"], topology, links) if "events" in data else ()
+    if events and stragglers:
+        c.fail("events", "events and stragglers in one profile: a run with stragglers also runs a baseline "
+                         "without them, and the events would fall on both; give them in two profiles")
     return Profile(name=name, source=source, links=links, topology=topology,
                    workload=ops, description=description, scale=scale, workloads=entries, gpu=gpu,
-                   stragglers=_parse_stragglers(c, data.get("stragglers", []), topology),
-                   seed=c.integer(data.get("seed", 0), "seed", 0),
-                   endpoint=_parse_endpoint(c, data.get("endpoint", {}), "endpoint"))
+                   stragglers=stragglers, seed=c.integer(data.get("seed", 0), "seed", 0),
+                   endpoint=_parse_endpoint(c, data.get("endpoint", {}), "endpoint"), events=events)
 
 
 class _Checker:

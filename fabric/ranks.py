@@ -59,12 +59,13 @@ def run(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_timeout_
 
 
 def run_passes(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_timeout_s: float,
-               margin_s: float, passes: list[dict], seed: int = 0,
-               on_progress=None) -> tuple[list[tuple[list[RankResult], list[RankWorkload]]], list[dict]]:
+               margin_s: float, passes: list[dict], seed: int = 0, on_progress=None,
+               timeline=None) -> tuple[list[tuple[list[RankResult], list[RankWorkload]]], list[dict]]:
     """Run `work` once per entry of `passes` (rank -> its delay laws in that pass) on one fabric
     and one gloo group, in order; (every pass's results and workloads, per rank's own figures as
     run() gives them).  on_progress's item counts on over the passes (pass p's item j is
-    p x len(work) + j)."""
+    p x len(work) + j).  timeline: the run's events (fabric.events.Timeline), begun when the
+    ranks are released; an event that leaves ranks without a path ends the run (RankError)."""
     from fabric.host import GLOO_FIX, load_torch
     _, gloo = load_torch()     # imported once, by the host checks; every forked rank inherits it
     if not gloo:
@@ -82,6 +83,8 @@ def run_passes(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_t
         if held:
             emu.hold_latency(False)
         clock.go()
+        if timeline:
+            timeline.begin()
         return True
     pids = {}
     try:
@@ -95,7 +98,7 @@ def run_passes(emu: Emulation, work: list, workdir: Path, timeout_s: float, op_t
             env = {"GLOO_SOCKET_IFNAME": plan.host_intf(host.rank), "OMP_NUM_THREADS": "1"}
             pids[emu.fork(host.rank, _child(rank_main.run_job, job, clock, env, workdir / f"rank{host.rank}.log"),
                           name=f"{plan.prefix}r{host.rank}")] = host.rank
-        _wait(pids, workdir, timeout_s, on_progress, release)
+        _wait(pids, workdir, timeout_s, on_progress, release, timeline)
     finally:
         emu.reap(list(pids))
     out, own = [([], []) for _ in passes], []
@@ -127,14 +130,21 @@ def _child(fn, job: dict, clock, env: dict, log: Path):
 
 
 def _wait(pids: dict[int, int], workdir: Path, timeout_s: float, on_progress=None,
-          on_joined=lambda: True) -> None:
-    """Wait for every rank, bounded; on_joined() is polled until it says it has released them."""
+          on_joined=lambda: True, timeline=None) -> None:
+    """Wait for every rank, bounded; on_joined() is polled until it says it has released them;
+    the timeline's events are applied as their moments come."""
+    from fabric.events import EventError
     deadline = time.monotonic() + timeout_s
     running = dict(pids)
     seen, released = 0, False
     while running:
         if not released:
             released = on_joined()
+        if timeline:
+            try:
+                timeline.tick()
+            except EventError as exc:
+                raise RankError(str(exc)) from None
         if on_progress:
             seen = _read_progress(workdir / "progress", seen, on_progress)
         failed = _reap_finished(running)
@@ -153,7 +163,8 @@ def _wait(pids: dict[int, int], workdir: Path, timeout_s: float, on_progress=Non
         if running and time.monotonic() > deadline:
             raise RankError(f"ranks {sorted(running.values())} still running after {timeout_s:.0f} s "
                             f"(the run's time limit)")
-        time.sleep(0.05)
+        due = timeline and timeline.due()
+        time.sleep(min(0.05, max(0.0, due - time.monotonic())) if due else 0.05)
 
 
 def _read_progress(path: Path, seen: int, on_progress) -> int:

@@ -28,6 +28,9 @@ def header(doc: dict) -> list[str]:
     if doc.get("stragglers"):
         lines.append("# times include the stragglers (" + "; ".join(doc["stragglers"]["entries"]) + "); the model and"
                      " the baseline in the stragglers table are the fabric without them")
+    if doc.get("events"):
+        lines.append(f"# times include {len(doc['events'])} events on the links (below); the model is the fabric "
+                     f"without them")
     for link in doc.get("links", []):
         e = link.get("endpoint") or {}
         cost = (f"; endpoint {fmt_time(e['op_s'])} per call, {fmt_time(e['step_s'])} per step (waited x k, in the model)"
@@ -98,7 +101,25 @@ def _dropped(link: dict) -> str:
 
 def table(doc: dict) -> str:
     return "\n".join(header(doc) + ops_table(doc) + fit_lines(doc) + workloads_table(doc) + stragglers_table(doc) +
-                     capture_lines(doc))
+                     event_lines(doc) + capture_lines(doc))
+
+
+def event_lines(doc: dict) -> list[str]:
+    """What each event did and when (fabric.events): its moment real and emulated, and when it
+    was applied, seconds after the ranks were released."""
+    if not doc.get("events"):
+        return []
+    out = ["#", "# events (real time after the ranks start; emulated = real x k):"]
+    for e in doc["events"]:
+        when = f"{fmt_time(e['at_s']) if e['at_s'] else '0'} real, {e['emulated_at_s']:.3g} s emulated"
+        if e["applied_s"] is None:
+            out.append(f"#   {e['index']}: {e['what']} at {when}: not reached (the run ended first)")
+            continue
+        moved = f", {e['routes_moved']} routes moved" if e.get("routes_moved") else ""
+        lost = f", {len(e['lost'])} rank pairs without a path: the run stopped" if e.get("lost") else ""
+        out.append(f"#   {e['index']}: {e['what']} at {when}: applied at +{e['applied_s']:.3f} s in "
+                   f"{e['took_s'] * 1e3:.0f} ms{moved}{lost}")
+    return out
 
 
 def capture_lines(doc: dict) -> list[str]:

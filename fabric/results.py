@@ -169,6 +169,19 @@ def slowdown(baseline: dict, straggled: dict) -> list[dict]:
     return out
 
 
+def graph(plan: Plan) -> dict:
+    """The fabric as the report draws it: each switch or router where its topology puts it
+    (layout, x and y in [0, 1]) and each rank beside the switch of its first port; every link
+    as [node, node, link class, role] by node index."""
+    where = plan.profile.topology.layout(plan)
+    nodes = [n.name for n in plan.switches] + [h.name for h in plan.hosts]
+    index = {name: i for i, name in enumerate(nodes)}
+    return {"switches": [{"name": n.name[len(plan.prefix):], "x": round(where[n.name][0], 4),
+                          "y": round(where[n.name][1], 4)} for n in plan.switches],
+            "ranks": len(plan.hosts),
+            "links": [[index[l.a_node], index[l.b_node], l.link_class, l.role] for l in plan.links]}
+
+
 def document(plan: Plan, results: list[Result], netem: str, extra: dict | None = None,
              workloads: list[dict] = ()) -> dict:
     """The results.json document (schema 1, see README)."""
@@ -179,7 +192,7 @@ def document(plan: Plan, results: list[Result], netem: str, extra: dict | None =
         "scale": plan.scale,
         "emulation": {"netem": netem, "ranks": plan.ranks, "topology": prof.topology.kind,
                       "domains": prof.topology.domains, "shape": prof.topology.describe(), "run_id": plan.prefix,
-                      **(extra or {})},
+                      "graph": graph(plan), **(extra or {})},
         "results": [asdict(r) for r in results],
         "workloads": list(workloads),
     }

@@ -15,6 +15,7 @@ from collectives.algorithms import AUTO
 from fabric import cleanup, host, ranks, recorder, results, scale
 from fabric import work as works
 from fabric.emulation import Emulation
+from fabric.events import Timeline
 from fabric.plan import Plan, build, lossy_buffer
 from fabric.profile import Profile, SlowLink, parse
 from fabric.work import Work
@@ -173,10 +174,12 @@ def _execute(profile: Profile, k: float, netem: str, log, keep: Path | None, pro
             runs = f" ({len(passes)} runs)" if len(passes) > 1 else ""
             log(f"fabric: running {ops} op/size pairs and {len(work) - ops} workloads{runs} on {plan.ranks} "
                 f"gloo ranks (time limit {bounds.run_timeout_s:.0f} s)")
+            timeline = Timeline(emu, log) if profile.events else None
             with recording(emu, capture, log) as rec:
                 by_pass, per_rank = ranks.run_passes(
                     emu, work, workdir, bounds.run_timeout_s, bounds.op_timeout_s, bounds.margin_s,
-                    [delay_laws(p, k) for _, p in passes], seed=profile.seed, on_progress=on_progress)
+                    [delay_laws(p, k) for _, p in passes], seed=profile.seed, on_progress=on_progress,
+                    timeline=timeline)
             ran = time.monotonic()
             counted, tcp = _counters(emu, log)
         torn_down = time.monotonic()
@@ -203,6 +206,8 @@ def _execute(profile: Profile, k: float, netem: str, log, keep: Path | None, pro
         doc["resources"] = cost
         if captured:
             doc["capture"] = captured
+        if timeline:
+            doc["events"] = timeline.summary()
         docs.append(doc)
     return docs
 

@@ -51,18 +51,26 @@ def handle(minor: int) -> int:
     return 0x10000 | minor
 
 
-def text(op: Op, dev: str) -> str:
+# What an operation does to what is there: "add" builds (the plan); a run's events change a
+# class in place ("change"), swap a leaf for another ("replace"), or take a leaf away ("delete",
+# which leaves HTB's own default queue under the class until the next replace)
+VERBS = ("add", "change", "replace", "delete")
+
+
+def text(op: Op, dev: str, verb: str = "add") -> str:
     """The tc command line for one operation."""
     if isinstance(op, Root):
-        return f"tc qdisc add dev {dev} root handle 1: htb default {op.default:x}"
+        return f"tc qdisc {verb} dev {dev} root handle 1: htb default {op.default:x}"
     if isinstance(op, Class):
         parent = "1:" if op.parent == 0x10000 else f"1:{op.parent & 0xFFFF:x}"
-        return (f"tc class add dev {dev} parent {parent} classid 1:{op.minor:x} htb rate {_kbit(op.rate_bps)} "
+        return (f"tc class {verb} dev {dev} parent {parent} classid 1:{op.minor:x} htb rate {_kbit(op.rate_bps)} "
                 f"ceil {_kbit(op.ceil_bps)} burst {op.burst}b cburst {op.burst}b quantum {op.quantum}")
     if isinstance(op, Leaf):
+        if verb == "delete":
+            return f"tc qdisc delete dev {dev} parent 1:{op.minor:x} handle {op.minor:x}:"
         what = netem.command(op.band) if op.band.netem else f"pfifo limit {op.band.limit}"
-        return f"tc qdisc add dev {dev} parent 1:{op.minor:x} handle {op.minor:x}: {what}"
-    return (f"tc filter add dev {dev} parent 1: protocol ip prio 1 u32 match ip {op.field} {op.cidr} "
+        return f"tc qdisc {verb} dev {dev} parent 1:{op.minor:x} handle {op.minor:x}: {what}"
+    return (f"tc filter {verb} dev {dev} parent 1: protocol ip prio 1 u32 match ip {op.field} {op.cidr} "
             f"flowid 1:{op.minor:x}")
 
 

@@ -101,6 +101,15 @@ def test_lost_are_queued_packets_never_sent_and_the_tail_is_told_apart(tmp_path)
     d = one(tmp_path, queued, sent)
     assert d["lost"] == 2 and d["unsent_at_end"] == 1
     assert d["packets"] == 7 and d["delay_s"]["n"] == 7
+    assert (d["queued_units"], d["lost_units"], d["loss_bursts"]) == (10, 2, 2)
+
+
+def test_loss_bursts_are_runs_of_lost_packets_in_the_queues_order(tmp_path):
+    fs = frames(12)
+    queued, sent = delayed(fs)
+    sent = [r for i, r in enumerate(sent) if i not in (2, 3, 4, 7, 9, 10)]    # runs of 3, 1 and 2
+    d = one(tmp_path, queued, sent)
+    assert (d["lost"], d["lost_units"], d["loss_bursts"]) == (6, 6, 3)
 
 
 def test_a_sent_packet_without_a_queued_copy_counts_in_bytes_not_in_delays(tmp_path):
@@ -298,6 +307,14 @@ def test_a_gso_packet_queued_is_counted_and_matched_as_the_segments_it_leaves_as
     unsplit = capture.analyse([Direction("fab1a2bh0:fab1a2br0", "l", "host", 1e9, tmp_path / "q.pcap",
                                          tmp_path / "s.pcap")], k=1.0)["directions"][0]
     assert unsplit["queued_packets"] == 1 and unsplit["delay_s"]["n"] == 0
+    # dropped whole (netem takes a GSO packet as one), with a packet before and one after it sent:
+    # 4 segments lost, one unit, one burst
+    before, after = tcp(seq=2**32 - 2000, payload=1000, ip_id=0xFFFE), tcp(seq=3 * payload + 500 - 1000, ip_id=3)
+    d = capture.analyse([Direction("fab1a2bh0:fab1a2br0", "l", "host", 1e9,
+                                   pcap(tmp_path / "q2.pcap", [(T0, before), (T0 + MS, big), (T0 + 2 * MS, after)]),
+                                   pcap(tmp_path / "s2.pcap", [(T0 + 3 * MS, before), (T0 + 4 * MS, after)]), mtu)],
+                        k=1.0)["directions"][0]
+    assert (d["lost"], d["queued_units"], d["lost_units"], d["loss_bursts"]) == (4, 3, 1, 1)
 
 
 def test_a_sent_packet_is_never_matched_with_a_later_queued_copy(tmp_path):

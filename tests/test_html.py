@@ -38,6 +38,33 @@ def test_topology_draws_every_rank_in_its_domain():
     assert "uplink" not in html.topology_svg(flat) and html.topology_svg(flat).count("<circle") == 8
 
 
+@pytest.mark.parametrize("topology, ranks, switches", [
+    ({"kind": "rail", "nodes": 2, "gpus_per_node": 4, "intra": "nv", "rail": "ib", "spines": 2}, 8, 2 + 4 + 2),
+    ({"kind": "torus", "dims": [4, 4], "intra": "nv", "link": "ib"}, 16, 16),
+    ({"kind": "constellation", "satellites": 19, "spacing": "150m", "ranks_per_satellite": 1, "ranks_at": [0, 7],
+      "intra": "nv", "isl": "ib", "range": "200m"}, 2, 19),
+    ({"kind": "two_tier", "domains": 2, "ranks_per_domain": 4, "intra": "nv", "inter": "ib"}, 8, 3),
+])
+def test_topology_draws_what_the_topology_lays_out(topology, ranks, switches):
+    """Any kind: its switches where its layout puts them, every rank beside its own, each link
+    class in the legend with its real rate and latency."""
+    from fabric.plan import build
+    from fabric.profile import parse
+    prof = parse({"name": "t", "scale": 1000, "links": {"nv": {"rate": "3.6Tbit/s", "latency": "2us"},
+                                                        "ib": {"rate": "400Gbit/s", "latency": "1.5us"}},
+                  "topology": topology}, "t.yaml")
+    plan = build(prof, 1000.0)
+    doc = results.document(plan, [], "none")
+    doc["links"] = [{"name": n, "rate_bps": prof.link(n).rate_bps, "latency_s": prof.link(n).latency_s}
+                    for n in prof.used_links()]
+    svg = html.topology_svg(doc)
+    assert svg.count("<circle") == ranks and svg.count("<rect") == switches
+    assert svg.count("<line") == len(plan.links)
+    assert "nv: 3.6Tbit/s, 2us" in svg and "ib: 400Gbit/s, 1.5us" in svg
+    positions = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)"', svg)
+    assert all(0 < float(x) < 640 and 0 < float(y) < 420 for x, y in positions)
+
+
 def test_a_compare_page_has_each_fabric(tmp_path):
     doc = json.loads((STORED / "results.json").read_text())
     for name in ("1-a", "2-b"):

@@ -63,6 +63,31 @@ CONSTELLATION = {
                  "intra": "nvlink4", "isl": "isl", "range": "200m"},
     "workload": [{"op": op, "bytes": size, "iters": 6, "warmup": 1}
                  for op, size in (("all_reduce", "16KiB"), ("all_to_all", "64KiB"), ("sendrecv", "64KiB"))]}
+# 4 x 4 nodes, 1 rank each, wrap-around links: routes of up to 4 hops, dimension by dimension
+TORUS = {
+    "name": "torus-4x4", "description": "a 4 x 4 torus", "scale": 200000,
+    "links": {"chip": {"rate": "1.6Tbit/s", "latency": "1us"}, "ici": {"rate": "400Gbit/s", "latency": "1us"}},
+    "topology": {"kind": "torus", "dims": [4, 4], "intra": "chip", "link": "ici"},
+    "workload": [{"op": op, "bytes": size, "iters": 6, "warmup": 1}
+                 for op, size in (("all_reduce", "16KiB"), ("all_to_all", "64KiB"), ("sendrecv", "64KiB"))]}
+# 2 nodes x 4 GPUs: NVLink inside a node, GPU i's NIC on rail switch i, the rails joined by a
+# spine at 2:1 (its uplinks carry one NIC's rate each, nodes x 400 Gbit/s / 2)
+RAIL = {
+    "name": "rail-2x4", "description": "2 nodes x 4 rails", "scale": 200000,
+    "links": {"nvlink4": {"rate": "450GB/s", "latency": "2us"}, "ndr": {"rate": "400Gbit/s", "latency": "1.5us"}},
+    "topology": {"kind": "rail", "nodes": 2, "gpus_per_node": 4, "intra": "nvlink4", "rail": "ndr",
+                 "oversubscription": 2},
+    "workload": [{"op": op, "bytes": size, "iters": 6, "warmup": 1}
+                 for op, size in (("all_reduce", "64KiB"), ("all_to_all", "256KiB"), ("sendrecv", "256KiB"))]}
+# the hexagon, 1 rank a satellite, whose ISL 0-1 fails 1 s (emulated) into an all-to-all and
+# stays down: every pair keeps talking, the routes that crossed it the long way round
+EVENTS = {**CONSTELLATION, "name": "constellation-event", "topology": {**CONSTELLATION["topology"],
+                                                                      "ranks_per_satellite": 1},
+          "workload": [{"op": "all_to_all", "bytes": "64KiB", "iters": 8, "warmup": 1}],
+          "events": [{"at": "5us", "link": "0-1", "state": "down"}]}
+# Gilbert-Elliott loss on both ends of each rank's port from the start (p 1 %, r 50 %: 1.96 %
+# of packets, in bursts of 2 on average), captured: 40 MiB each way at 50 Mbit/s
+BURSTS = (1e-2, 0.5)
 STEP_OPS = [{"op": "sendrecv", "bytes": 4, "algorithm": "direct"},
             {"op": "all_reduce", "bytes": 4, "algorithm": "one_shot"},
             {"op": "all_reduce", "bytes": 4, "algorithm": "ring"},
@@ -95,6 +120,13 @@ RUNS = {
     # reach each other through the centre (2 hops), every ISL 2 us at its ends + 0.5 us of flight
     "constellation": (CONSTELLATION, ["run"]),
     "constellation-probe": ({**CONSTELLATION, "scale": 10000, "workload": None}, ["probe", "--count", "400"]),
+    "torus": (TORUS, ["run"]),
+    "rail": (RAIL, ["run"]),
+    "events": (EVENTS, ["run"]),
+    "bursts": ({**_profile("netem-bursts", {"rate": "50Mbit/s", "latency": "5ms"},
+                           [{"op": "all_reduce", "bytes": "4MiB", "iters": 10, "warmup": 1}]),
+                "events": [{"at": "0us", "class": "l", "burst_loss": {"p": f"{BURSTS[0]:%}", "r": f"{BURSTS[1]:%}"}}]},
+               ["run", "--capture"]),
 }
 
 
@@ -111,7 +143,7 @@ def vm(tmp_path_factory):
         commands[name] = [ours[0], str(d / f"{name}.yaml"), *ours[1:], "--out", str(d / name)] + (
             ["--", *program] if program else [])
     ranks = max(parse({k: v for k, v in p.items() if v is not None}).topology.ranks for p, _ in RUNS.values())
-    done = one_boot.run(commands, d, ranks=ranks, max_bytes=1 << 20, limit_s=20 * 60)
+    done = one_boot.run(commands, d, ranks=ranks, max_bytes=1 << 20, limit_s=30 * 60)
     for name, (code, out, err) in done.items():
         assert code == 0, f"{name} exited {code}: {err}{out[-2000:]}"
     return {name: d / name for name in RUNS}
@@ -179,6 +211,56 @@ def test_a_constellation_runs_each_collective_correctly_within_its_model(vm):
         assert r["time_us"]["p50"] == pytest.approx(r["model_time_us"], rel=0.15), r["op"]
 
 
+def test_a_torus_runs_each_collective_correctly_within_its_model(vm):
+    """4 x 4 nodes, routes of up to 4 hops dimension by dimension: every result right and each
+    op within 15 % of the model (k = 200 000: measured 0.90-0.91x one-shot all-reduce,
+    0.97-0.98x all-to-all, 0.98-0.99x sendrecv in two boots)."""
+    doc = json.loads((vm["torus"] / "results.json").read_text())
+    assert doc["emulation"]["shape"] == "4 x 4 nodes of 1 rank, 32 links, up to 4 hops"
+    for r in doc["results"]:
+        assert r["correct"] is True, r["op"]
+        assert r["time_us"]["p50"] == pytest.approx(r["model_time_us"], rel=0.15), r["op"]
+
+
+def test_a_rail_fabric_runs_each_collective_correctly_within_its_model(vm):
+    """2 nodes x 4 GPUs, each with an NVLink port and a NIC on its rail, rails joined by a
+    spine at 2:1: every result right and each op within 15 % of the model (k = 200 000:
+    measured 0.99-1.00x hierarchical all-reduce, 1.08-1.10x all-to-all, 0.99x sendrecv in two
+    boots)."""
+    doc = json.loads((vm["rail"] / "results.json").read_text())
+    assert doc["emulation"]["shape"] == "2 nodes x 4 GPUs on 4 rails, 1 spine, 2:1"
+    for r in doc["results"]:
+        assert r["correct"] is True, r["op"]
+        assert r["time_us"]["p50"] == pytest.approx(r["model_time_us"], rel=0.15), r["op"]
+
+
+def test_a_failed_isl_is_routed_around_and_reported(vm):
+    """ISL 0-1 down 1 s (emulated) into the run, for good: the all-to-all between every pair
+    of satellites stays correct (without the moved routes 0 and 1 could not reach each other
+    and the run would end at gloo's timeout), and the event is in results.json and the table."""
+    doc = json.loads((vm["events"] / "results.json").read_text())
+    assert [r["correct"] for r in doc["results"]] == [True]
+    [e] = doc["events"]
+    assert e["what"] == "link 0-1 down" and e["routes_moved"] > 0 and e["lost"] == []
+    assert e["applied_s"] == pytest.approx(1.0, abs=0.5)
+    assert "#   0: link 0-1 down at 5us real, 1 s emulated: applied at +" in (vm["events"].parent / "events.out").read_text()
+
+
+def test_burst_loss_is_gilbert_elliott_in_the_queues_own_units(vm):
+    """netem's loss gemodel, set by an event: over the four captured directions, the share of
+    packets lost (in the queue's units: netem drops a GSO packet whole) within 35 % of
+    p / (p + r), and the losses in bursts of 1/r on average, where independent losses of the same
+    share would come one at a time (a mean burst of 1.02)."""
+    doc = json.loads((vm["bursts"] / "results.json").read_text())
+    assert [r["correct"] for r in doc["results"]] == [True]
+    assert doc["events"][0]["what"] == "class l: burst loss p 1% r 50% bad 100% good 0%"
+    ds = doc["capture"]["directions"]
+    units, lost, bursts = (sum(d[key] for d in ds) for key in ("queued_units", "lost_units", "loss_bursts"))
+    p, r = BURSTS
+    assert units > 5000 and lost / units == pytest.approx(p / (p + r), rel=0.35), (units, lost, bursts)
+    assert 1.6 < lost / bursts < 2.6, (lost, bursts)
+
+
 def test_a_two_hop_paths_delay_is_its_two_hops(vm):
     """fabric probe across the formation: a 2-hop path's one-way delay within 10 % of its two
     ISLs' (each 2 us + 150 m at c, x k)."""
@@ -201,7 +283,8 @@ def test_probe_measures_the_profiles_delay_jitter_and_loss(vm):
     [p] = doc["paths"]
     m = p["measured"]
     assert m["probes"] == 6000
-    assert m["one_way_p50_s"] == pytest.approx(10e-3, abs=1.5e-3)   # the VM adds 0.5-0.85 ms (timers, stalls)
+    # the VM only adds (timers, stalls): 0.6-0.8 ms here, up to 1.74 ms on a CI machine (the pareto probe's)
+    assert 10e-3 - 0.5e-3 <= m["one_way_p50_s"] <= 10e-3 + 3e-3
     assert m["jitter_iqr_s"] == pytest.approx(0.5 * 2 * netem.UNIFORM_SIGMA * 3e-3, rel=0.15)
     assert m["jitter_p99_p50_s"] > 0.85 * 0.98 * netem.UNIFORM_SIGMA * 3e-3
     assert m["jitter_std_s"] > 0.85 * 3e-3
@@ -217,13 +300,15 @@ def test_pareto_jitter_has_the_tables_quantiles_and_heavy_tail(vm):
     measured 4.1-4.4 ms, while p50 sat 0.5-0.8 ms above the table's) and, on one CI run, p99 - p50
     (19.1 ms for 15.8).  So the spread is checked by p75 - p25 and the tail only from below.  The
     VM's own spread adds ~0.6 ms to p75 - p25 (2.94 ms measured for the table's 2.37 at 3 ms
-    jitter, 24 %): 12 ms jitter, a 9.5 ms p75 - p25, keeps it near 6 %."""
+    jitter, 24 %): 12 ms jitter, a 9.5 ms p75 - p25, keeps it near 6 %.  The median is checked within what
+    the VM adds to every probe (0.5 ms below, 3 ms above)."""
     m = json.loads((vm["pareto"] / "probe.json").read_text())["paths"][0]["measured"]
     raw = netem.table("pareto")
     sigma = 12e-3 / netem.TABLE_SIGMA["pareto"]
     delays = sorted(40e-3 + sigma * v / netem.TABLE_SCALE for v in struct.unpack(f"{len(raw) // 2}h", raw))
     p25, p50, p75, p99 = (percentile(delays, p) for p in (25, 50, 75, 99))   # 32.2, 35.3, 41.7, 98.6 ms
-    assert m["one_way_p50_s"] == pytest.approx(p50, abs=1.5e-3)
+    # the VM only adds: +0.66 and +0.70 ms in two boots here, +1.74 ms on one CI machine
+    assert p50 - 0.5e-3 <= m["one_way_p50_s"] <= p50 + 3e-3
     assert m["jitter_iqr_s"] == pytest.approx(p75 - p25, rel=0.15)
     assert m["jitter_p99_p50_s"] > 0.85 * (p99 - p50)
     assert m["jitter_p99_p50_s"] > 4 * 12e-3         # heavy tail: a normal draw gives 2.3 sigma
@@ -239,7 +324,8 @@ def test_jitter_keeps_packets_in_order_by_default(vm):
 
 
 def test_probe_round_trip_is_twice_the_one_way_delay(write_profile, tmp_path):
-    """RTT semantics: a round trip crosses the path twice (there and back), so RTT = 2 x one-way."""
+    """RTT semantics: a round trip crosses the path twice (there and back), so RTT = 2 x one-way.
+    Through the CLI's own --vm always, the path every user without netem takes."""
     path = write_profile({"name": "netem-rtt", "description": "rtt", "scale": 1,
                           "links": {"l": {"rate": "100Mbit/s", "latency": "10ms"}},
                           "topology": {"kind": "flat", "ranks": 2, "link": "l"},

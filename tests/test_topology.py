@@ -197,3 +197,56 @@ def test_a_torus_without_latency_runs_every_collective_correctly_natively(tmp_pa
     assert [r["correct"] for r in doc["results"]] == [True] * 4
     assert doc["emulation"]["shape"] == "2 x 2 x 2 nodes of 1 rank, 12 links, up to 3 hops"
     assert not cleanup.leftovers()
+
+
+# ---- rail --------------------------------------------------------------------------------
+def rail(**topology):
+    return {"name": "r", "scale": 1000, "links": {"nv": {"rate": "3.6Tbit/s", "latency": "2us"},
+                                                  "ib": {"rate": "400Gbit/s", "latency": "3us"}},
+            "topology": {"kind": "rail", "nodes": 2, "gpus_per_node": 4, "intra": "nv", "rail": "ib",
+                         "oversubscription": 2, **topology},
+            "workload": [{"op": "all_reduce", "bytes": "1MiB"}]}
+
+
+def test_a_rail_fabric_keeps_nvlink_inside_a_node_and_crosses_rails_through_a_spine():
+    plan = build(parse(rail(), "r.yaml"), K)
+    p = plan.prefix
+    hops = lambda s, d: [h.key[len(p):] for h, _ in plan.path(s, d)]      # noqa: E731
+    assert hops(0, 1) == ["h0:" + p + "r0", "s0:" + p + "p1"]                       # NVLink, inside node 0
+    assert hops(1, 5) == ["h1:" + p + "e1", "rail1:" + p + "f5"]                    # GPU 1 to GPU 1: one rail
+    assert hops(1, 6) == ["h1:" + p + "e1", "rail1:" + p + "u1x0", "spine0:" + p + "d0x2", "rail2:" + p + "f6"]
+    assert plan.path_latency(0, 1) == pytest.approx(2e-6 * K)
+    assert plan.path_latency(1, 5) == pytest.approx(3e-6 * K)
+    assert plan.path_latency(1, 6) == pytest.approx(6e-6 * K)                       # + the spine tier
+    nic, up = plan.shapers[f"{p}h1:{p}e1"], plan.shapers[f"{p}rail1:{p}u1x0"]
+    assert nic.rate_bps == pytest.approx(400e9 / K) and up.rate_bps == pytest.approx(2 * 400e9 / 2 / K)
+    # the NVLink port has a class for each GPU of its node, the NIC one for each GPU elsewhere
+    assert len(plan.shapers[f"{p}h1:{p}r1"].bands) == 1 + 3 and len(nic.bands) == 1 + 4
+    assert [r.text().split(" src")[0] for r in plan.host_routes(5)] == [
+        f"ip route replace 198.18.0.0/16 dev {p}e5 proto kernel scope link",
+        f"ip route replace 198.18.1.0/24 dev {p}r5 proto kernel scope link"]
+    assert (f"{plan.ip(6)}/32", f"{p}u1x0") in plan.routes[f"{p}rail1"]
+    assert (f"{plan.ip(5)}/32", f"{p}rail1") in plan.routes[f"{p}rail1"]
+    assert (f"{plan.ip(6)}/32", f"{p}d0x2") in plan.routes[f"{p}spine0"]
+    topo = plan.profile.topology
+    assert topo.describe() == "2 nodes x 4 GPUs on 4 rails, 1 spine, 2:1"
+    assert [x[0] for x in topo.probe_paths()] == ["intra-node", "same-rail", "cross-rail"]
+    assert f"{p}h1 ip link add name {p}e1 mtu {plan.mtu} type veth peer name {p}f1 mtu {plan.mtu} netns <{p}rail1>" \
+        in plan.commands()                            # the NIC: a veth of the host's own
+    two = build(parse(rail(spines=2, oversubscription=1), "r.yaml"), K)
+    assert [h.key.split(":")[0][len(p):] for h, _ in two.path(1, 7)][1:3] == ["rail1", "spine1"]   # rail 3: spine 1
+    assert two.shapers[f"{p}rail1:{p}u1x1"].rate_bps == pytest.approx(2 * 400e9 / 2 / K)
+
+
+@pytest.mark.parametrize("change, key, expected", [
+    ({"nodes": 1}, "topology.nodes", "whole number"),
+    ({"gpus_per_node": 17}, "topology.gpus_per_node", "whole number"),
+    ({"nodes": 10, "gpus_per_node": 8}, "topology", "expected at most 72 ranks in all, got 10 nodes x 8 GPUs"),
+    ({"oversubscription": 0.5}, "topology.oversubscription", "a ratio of at least 1"),
+    ({"spines": 9}, "topology.spines", "whole number"),
+    ({"rail": "nope"}, "topology.rail", "nope"),
+])
+def test_a_bad_rail_fabric_names_its_key(change, key, expected):
+    with pytest.raises(ProfileError) as info:
+        parse(rail(**change), "r.yaml")
+    assert f"{key}: " in str(info.value) and expected in str(info.value)

@@ -9,10 +9,12 @@ from __future__ import annotations
 from fabric.topology.base import Topology
 from fabric.topology.constellation import Constellation
 from fabric.topology.flat import Flat
+from fabric.topology.rail import Rail
 from fabric.topology.torus import Torus
 from fabric.topology.two_tier import TwoTier
 
-KINDS: dict[str, type[Topology]] = {"flat": Flat, "two_tier": TwoTier, "constellation": Constellation, "torus": Torus}
+KINDS: dict[str, type[Topology]] = {"flat": Flat, "two_tier": TwoTier, "constellation": Constellation, "torus": Torus,
+                                    "rail": Rail}
 
 __all__ = ["KINDS", "Topology", "parse"]
 

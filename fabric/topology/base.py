@@ -50,9 +50,42 @@ class Topology:
         """The (Shaper, Band) hops a packet from rank src to rank dst crosses, in order."""
         raise NotImplementedError
 
+    def host_routes(self, plan, rank: int) -> list:
+        """rank's routes (fabric.plan.RouteSetup): the whole fabric on its one port."""
+        return [plan.route(rank)]
+
     def probe_paths(self) -> list[tuple[str, str, int, int]]:
         """(path type, link class, src rank, dst rank): the paths `fabric probe` measures."""
         raise NotImplementedError
+
+    # ---- links that fail (fabric.events) ------------------------------------------------
+    def link_names(self) -> list[str]:
+        """What an event's `link:` may name: every rank's port (rank:N) and each kind's own."""
+        return [f"rank:{r}" for r in range(self.ranks)]
+
+    def links_named(self, plan, name: str) -> list:
+        """The plan's Links (veth pairs) behind one of link_names()."""
+        kind, _, n = name.partition(":")
+        if kind == "rank":
+            return [l for l in plan.links if (l.a_node, l.a_intf) == (f"{plan.prefix}h{n}", plan.host_intf(int(n)))]
+        raise KeyError(name)
+
+    def detour(self, plan, down: frozenset[str]) -> tuple[dict[str, list[tuple[str, str]]], list[tuple[int, int]]]:
+        """With the named links down: every routed node's routes (as Plan.routes) and the rank
+        pairs left without a path.  Here nothing routes around anything: a pair whose path
+        crosses a link that is down has none."""
+        cut = {end for name in down for link in self.links_named(plan, name) for end in link.ends}
+        lost = [(s, d) for s in range(self.ranks) for d in range(self.ranks)
+                if s != d and any(h.key in cut for h, _ in plan.path(s, d))]
+        return dict(plan.routes), lost
+
+    def layout(self, plan) -> dict[str, tuple[float, float]]:
+        """Where the report draws each switch or router (x, y in [0, 1]); ranks go round theirs.
+        Here: on a circle (a kind with a natural picture says so)."""
+        import math
+        switches = [n.name for n in plan.switches]
+        return {name: (0.5 + 0.4 * math.cos(2 * math.pi * i / len(switches)),
+                       0.5 + 0.4 * math.sin(2 * math.pi * i / len(switches))) for i, name in enumerate(switches)}
 
     def route_lines(self, plan) -> list[str]:
         """`fabric plan`'s account of its routes, where there is more to say than the path

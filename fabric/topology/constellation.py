@@ -163,6 +163,13 @@ class Constellation(Routed):
     def edge_link(self, profile, a: int, b: int):
         return self.isl_link(profile, a, b)
 
+    def layout(self, plan) -> dict[str, tuple[float, float]]:
+        """The formation seen from above (x, y), scaled into the picture."""
+        xs, ys = [q[0] for q in self.positions], [q[1] for q in self.positions]
+        span = max(max(xs) - min(xs), max(ys) - min(ys)) or 1.0
+        return {f"{plan.prefix}s{s}": (0.1 + 0.8 * (x - min(xs)) / span, 0.1 + 0.8 * (max(ys) - y) / span)
+                for s, (x, y, _) in enumerate(self.positions)}
+
     def edge_words(self, a: int, b: int) -> str:
         return f"{math.dist(self.positions[a], self.positions[b]):.1f} m, "
 

@@ -31,5 +31,8 @@ class Flat(Topology):
     def path(self, plan, src: int, dst: int) -> list:
         return two_tier.path(plan, self, src, dst)
 
+    def layout(self, plan) -> dict[str, tuple[float, float]]:
+        return {f"{plan.prefix}s0": (0.5, 0.3)}
+
     def probe_paths(self) -> list[tuple[str, str, int, int]]:
         return [("flat", self.intra, 0, 1)]

@@ -9,6 +9,7 @@ its link class: `edge_link`) and the router chain from one router to another (`r
 """
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 from fabric.topology.base import Topology
@@ -104,6 +105,78 @@ class Routed(Topology):
 
     NODE = "router"                        # what a router is called in probe paths and plan lines
 
+    # ---- links that fail -----------------------------------------------------------------
+    def link_names(self) -> list[str]:
+        """rank:N, each router-to-router link (A-B, A < B) and each router (NODE:S, all its links)."""
+        return (super().link_names() + [f"{a}-{b}" for a, b in self.edges] +
+                [f"{self.NODE}:{s}" for s in range(self.routers)])
+
+    def edges_named(self, name: str) -> list[tuple[int, int]]:
+        if name.startswith(f"{self.NODE}:"):
+            s = int(name.partition(":")[2])
+            return [e for e in self.edges if s in e]
+        if "-" in name:
+            a, b = map(int, name.split("-"))
+            return [(a, b)]
+        return []
+
+    def links_named(self, plan, name: str) -> list:
+        if name.startswith("rank:"):
+            return super().links_named(plan, name)
+        intfs = {self.edge_intf(plan, a, b) for a, b in self.edges_named(name)}
+        return [l for l in plan.links if l.a_intf in intfs]
+
+    def detour(self, plan, down: frozenset[str]) -> tuple[dict[str, list[tuple[str, str]]], list[tuple[int, int]]]:
+        """Every route that crossed a link now down goes the shortest way round it (the links'
+        latency, then hops); the others stay.  Lost: pairs with a rank port down, or routers
+        with no chain of links left between them."""
+        from fabric.plan import NETWORK
+        cut = {e for name in down for e in self.edges_named(name)}
+        routes = self.routes_avoiding(plan.profile, cut)
+        ports = {int(name.partition(":")[2]) for name in down if name.startswith("rank:")}
+        lost = [(s, d) for s in range(self.ranks) for d in range(self.ranks) if s != d and (
+            s in ports or d in ports or
+            self.router_of(s) != self.router_of(d) and routes.get((self.router_of(s), self.router_of(d))) is None)]
+        table = {}
+        for s in range(self.routers):
+            node = f"{plan.prefix}s{s}"
+            table[node] = [(f"{NETWORK}.{d}.0/24", self.edge_intf(plan, s, routes[(s, t)][0]))
+                           for d, t in enumerate(self.ranked) if t != s and routes.get((s, t))]
+        return table, lost
+
+    def routes_avoiding(self, profile, cut: set[tuple[int, int]]) -> dict[tuple[int, int], list[int] | None]:
+        """routes with the links in cut gone: a route that crossed one is the shortest chain of
+        the rest (least latency, then fewest hops, then lower router numbers), None where there
+        is none.  Each router then forwards along its own route, and a kept route is a shortest
+        one too (taking links away only lengthens chains), so the next hops never loop; the
+        routes returned are what those next hops do."""
+        if not cut:
+            return dict(self.routes)
+        gone = cut | {(b, a) for a, b in cut}
+        near: dict[int, list[tuple[int, tuple[float, int]]]] = {s: [] for s in range(self.routers)}
+        for a, b in self.edges:
+            if (a, b) not in gone:
+                w = (self.edge_link(profile, a, b).latency_s, 1)
+                near[a].append((b, w))
+                near[b].append((a, w))
+        nxt = {}
+        for (a, b), path in self.routes.items():
+            chain = [a] + path
+            if not any((x, y) in gone for x, y in zip(chain, chain[1:])):
+                nxt[(a, b)] = path[0]
+        for a in range(self.routers):
+            if any((a, b) not in nxt for b in range(self.routers) if b != a):
+                for b, path in shortest(near, a).items():
+                    nxt.setdefault((a, b), path[0] if path else None)
+        out = {}
+        for a, b in self.routes:
+            here, path = a, []
+            while here != b and nxt.get((here, b)) is not None and len(path) <= self.routers:
+                here = nxt[(here, b)]
+                path.append(here)
+            out[(a, b)] = path if here == b else None
+        return out
+
     def route_lines(self, plan) -> list[str]:
         """Which ranks sit where (when some routers carry none), each kind of link, and each
         route between routers with ranks, real figures."""
@@ -130,6 +203,24 @@ class Routed(Topology):
     def edge_words(self, a: int, b: int) -> str:
         """What route_lines says of a link before its rate (a constellation: its length)."""
         return ""
+
+
+def shortest(near: dict[int, list[tuple[int, tuple]]], a: int) -> dict[int, list[int]]:
+    """Dijkstra from a over near (router -> (neighbour, weight tuple)): router -> the routers
+    after a on its least-weight chain, ties broken by the chain's router numbers; a itself and
+    the unreachable left out."""
+    best = {a: ((0.0, 0), [])}
+    heap = [((0.0, 0), [], a)]
+    while heap:
+        w, path, s = heapq.heappop(heap)
+        if best[s] < (w, path):
+            continue
+        for t, (lat, hops) in near[s]:
+            cand = ((round(w[0] + lat, 15), w[1] + hops), path + [t])
+            if t not in best or cand < best[t]:
+                best[t] = cand
+                heapq.heappush(heap, (*cand, t))
+    return {b: path for b, (_, path) in best.items() if b != a}
 
 
 def _crosses(route: list[int], x: int, y: int) -> bool:

@@ -62,6 +62,19 @@ class Torus(Routed):
             i = i * d + c
         return i
 
+    def layout(self, plan) -> dict[str, tuple[float, float]]:
+        """A grid: the first dimension down, the second across, a third as offset copies."""
+        dims = list(self.dims) + [1] * (3 - len(self.dims))
+        out = {}
+        for s in range(self.routers):
+            c = list(self.coords(s)) + [0] * (3 - len(self.dims))
+            if len(self.dims) == 1:
+                c = [0, c[0], 0]
+                dims = [1, self.dims[0], 1]
+            out[f"{plan.prefix}s{s}"] = (0.1 + 0.8 * (c[1] + 0.3 * c[2]) / max(1, dims[1] - 1 + 0.3 * (dims[2] - 1)),
+                                         0.1 + 0.8 * (c[0] + 0.3 * c[2]) / max(1, dims[0] - 1 + 0.3 * (dims[2] - 1)))
+        return out
+
     @cached_property
     def edges(self) -> list[tuple[int, int]]:
         out = set()

@@ -51,6 +51,22 @@ class TwoTier(Topology):
     def path(self, plan, src: int, dst: int) -> list:
         return path(plan, self, src, dst)
 
+    def layout(self, plan) -> dict[str, tuple[float, float]]:
+        """The core on top, the domains' switches in a row below it."""
+        out = {f"{plan.prefix}s{d}": (0.1 + 0.8 * (d + 0.5) / self.domains, 0.45) for d in range(self.domains)}
+        if self.domains > 1:
+            out[f"{plan.prefix}core"] = (0.5, 0.08)
+        return out
+
+    def link_names(self) -> list[str]:
+        return super().link_names() + ([f"domain:{d}" for d in range(self.domains)] if self.domains > 1 else [])
+
+    def links_named(self, plan, name: str) -> list:
+        kind, _, n = name.partition(":")
+        if kind == "domain":
+            return [l for l in plan.links if l.a_intf == f"{plan.prefix}u{n}"]
+        return super().links_named(plan, name)
+
     def probe_paths(self) -> list[tuple[str, str, int, int]]:
         out = []
         if self.ranks_per_domain > 1 or not self.inter:
@@ -59,11 +75,12 @@ class TwoTier(Topology):
         return out
 
 
-def add_domains(plan, topo: Topology, routed: bool = False, switch=None) -> None:
+def add_domains(plan, topo: Topology, routed: bool = False, switch=None, local_only: bool = False) -> None:
     """Each domain's switch, and each rank's port on it (shaped both ways); routed: the switch
     also routes between domains (fabric.plan.Node.routed); switch(d): domain d's switch's name
-    (default s<d>)."""
-    from fabric.plan import Link, Node, _add_port, _add_shaper, _slowed, lossy_buffer
+    (default s<d>); local_only: the port reaches its own domain only (its host has another port
+    for the rest: a rail's NIC)."""
+    from fabric.plan import Link, Node, _add_port, _add_shaper, _slowed, add_rank_port, lossy_buffer
     p, profile = plan.prefix, plan.profile
     switch = switch or (lambda d: f"{p}s{d}")
     port_buffer = lossy_buffer(profile.link(topo.intra))
@@ -74,7 +91,11 @@ def add_domains(plan, topo: Topology, routed: bool = False, switch=None) -> None
         plan.nodes.append(Node(f"{p}h{r}", "host", rank=r, domain=d, ip=plan.ip(r)))
         plan.links.append(Link(f"{p}h{r}", plan.host_intf(r), switch(d), f"{p}p{r}", topo.intra, "port"))
         out, into, extra = _slowed(plan, profile.link(topo.intra), profile.slow_link("rank", r))
-        _add_port(plan, r, out, extra)
+        if local_only:
+            add_rank_port(plan, r, plan.host_intf(r), out, {x: out if out.impaired else None for x in range(topo.ranks)
+                                                            if x != r and topo.domain_of(x) == d})
+        else:
+            _add_port(plan, r, out, extra)
         # towards the rank: traffic from its own domain already had the intra impairment on
         # the sender's port, traffic from others the inter one on their uplink
         _add_shaper(plan, switch(d), f"{p}p{r}", into, impaired=into.impaired, connections=topo.ranks - 1,

@@ -164,9 +164,12 @@ class Fabric:
             raise
         return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 
-    def exec(self, argv: list[str], out: Path, timeout_s: float = 600.0, echo=print) -> launch.Outcome:
-        """argv once per rank, torchrun-style (fabric.launch): output per rank in out, bounded."""
-        return launch.launch(self.emulation, argv, out, timeout_s, echo=echo)
+    def exec(self, argv: list[str], out: Path, timeout_s: float = 600.0, echo=print, log=print) -> launch.Outcome:
+        """argv once per rank, torchrun-style (fabric.launch): output per rank in out, bounded;
+        the profile's events (fabric.events) happen at their moments after the programs start."""
+        from fabric.events import Timeline
+        timeline = Timeline(self.emulation, log) if self.plan.profile.events else None
+        return launch.launch(self.emulation, argv, out, timeout_s, echo=echo, timeline=timeline)
 
     def counters(self) -> dict[str, dict]:
         """The kernel's packet, byte and drop counters of every shaped link direction."""

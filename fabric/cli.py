@@ -247,7 +247,8 @@ def cmd_exec(args) -> int:
             for h in fab.hosts:
                 _log(f"fabric:   rank {h.rank}: {h.name} {h.ip} on {h.intf}")
             with recording(fab.emulation, out / CAPTURE_DIR if args.capture else None, _log) as rec:
-                outcome = fab.exec(args.command, out, args.timeout, echo=lambda line: print(line, flush=True))
+                outcome = fab.exec(args.command, out, args.timeout, echo=lambda line: print(line, flush=True),
+                                   log=_log)
     except api.EmulationError as exc:
         _err(f"cannot build the emulation: {exc}")
         return EXIT_HOST
@@ -259,6 +260,8 @@ def cmd_exec(args) -> int:
            "first_failed": outcome.first_failed,
            "ranks": [{"rank": r, "host": h.name, "address": plan.ip(r), "interface": plan.host_intf(r),
                       "exit_code": outcome.codes.get(r), "log": f"rank{r}.log"} for r, h in enumerate(plan.hosts)]}
+    if outcome.events:
+        doc["events"] = outcome.events
     (out / "exec.json").write_text(json.dumps(doc, indent=1) + "\n")
     if rec:
         from fabric import capture, recorder

@@ -315,7 +315,10 @@ class Timeline:
         while (due := self.due()) is not None and time.monotonic() >= due:
             step = self.pending.pop(0)
             began = time.monotonic()
-            self.emu.apply(step.ops)
+            try:
+                self.emu.apply(step.ops)
+            except RuntimeError as exc:        # the kernel refused one (EmulationError): said as the event's
+                raise EventError(f"{step.headline()}: {exc}") from None
             applied, took = began - self.start, time.monotonic() - began
             self.done.append({"index": step.index, "what": step.event.text(), "at_s": step.event.at_s,
                               "emulated_at_s": step.emulated_at_s, "applied_s": applied, "took_s": took,

@@ -52,6 +52,8 @@ class Outcome:
     timed_out: bool = False
     wall_s: float = 0.0
     stopped: list[int] = field(default_factory=list)   # ranks fabric stopped after the failure
+    event_error: str | None = None          # an event left ranks without a path: fabric stopped them
+    events: list[dict] = field(default_factory=list)   # what the events did (fabric.events.Timeline.summary)
 
     @property
     def code(self) -> int:
@@ -60,12 +62,15 @@ class Outcome:
         if self.first_failed is not None:
             code = self.codes[self.first_failed] or 1
             return 128 - code if code < 0 else code
-        return 1 if self.timed_out else 0
+        return 1 if self.timed_out or self.event_error else 0
 
 
-def launch(emu: Emulation, argv: list[str], out: Path, timeout_s: float, echo=print) -> Outcome:
+def launch(emu: Emulation, argv: list[str], out: Path, timeout_s: float, echo=print, timeline=None) -> Outcome:
     """Run argv once per rank in the emulation's hosts; wait for all (bounded); return how they
-    ended.  echo(line): each output line, already prefixed with its rank."""
+    ended.  echo(line): each output line, already prefixed with its rank.  timeline: the
+    profile's events (fabric.events.Timeline), begun once every rank has started; one that
+    leaves ranks without a path stops them all (Outcome.event_error)."""
+    from fabric.events import EventError
     plan = emu.plan
     out.mkdir(parents=True, exist_ok=True)
     procs: dict[int, subprocess.Popen] = {}
@@ -91,8 +96,18 @@ def launch(emu: Emulation, argv: list[str], out: Path, timeout_s: float, echo=pr
             sel.register(exits[r], selectors.EVENT_READ, -1 - r)
         partial = {r: b"" for r in procs}
         deadline, stop_at, all_exited = began + timeout_s, None, None
+        if timeline:
+            timeline.begin()
         while sel.get_map() or any(p.poll() is None for p in procs.values()):
-            for key, _ in sel.select(timeout=0.1):
+            if timeline:
+                try:
+                    timeline.tick()
+                except EventError as exc:
+                    outcome.event_error = str(exc)
+                    outcome.stopped = _stop(procs, outcome.codes)
+                    break
+            due = timeline and timeline.due()
+            for key, _ in sel.select(timeout=min(0.1, max(0.0, due - time.monotonic())) if due else 0.1):
                 if key.data < 0:              # a rank exited: reaped by the poll below
                     sel.unregister(key.fd)
                     continue
@@ -138,6 +153,8 @@ def launch(emu: Emulation, argv: list[str], out: Path, timeout_s: float, echo=pr
     outcome.wall_s = time.monotonic() - began
     for r, p in procs.items():
         outcome.codes.setdefault(r, p.returncode)
+    if timeline:
+        outcome.events = timeline.summary()
     return outcome
 
 
@@ -167,6 +184,8 @@ def _signal(proc: subprocess.Popen, sig: int) -> None:
 
 def summary(plan, outcome: Outcome, argv: list[str]) -> str:
     """One line for the log: how the ranks ended."""
+    if outcome.event_error:
+        return f"{outcome.event_error}; fabric stopped ranks {outcome.stopped}"
     if outcome.timed_out:
         return f"ranks {sorted(outcome.stopped)} still running after the time limit: stopped"
     if outcome.first_failed is not None:

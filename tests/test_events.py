@@ -231,3 +231,42 @@ def test_a_link_without_a_detour_stops_the_run_at_once_with_one_line(tmp_path):
     assert "no detour, 6 rank pairs without a path (0->1, 1->0, 1->2, 1->3, 2->1, 3->1)" in errors[0]
     assert took < 60
     assert not cleanup.leftovers()
+
+
+@pytest.mark.root
+def test_exec_applies_the_events_to_any_program(tmp_path):
+    """fabric exec: the ring's 0-1 link fails 0.1 s after the programs start; rank 0 then pings
+    rank 1 and is answered the long way round; exec.json says what happened.  On a flat fabric
+    a rank's port going down stops every program with the one line, exit code 1."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from conftest import ROOT
+    from fabric import cleanup
+    ring = profile({"kind": "torus", "dims": [4], "intra": "a", "link": "b"},
+                   [{"at": "5us", "link": "0-1", "state": "down"}], links=RATES_ONLY, scale=20000)
+    (tmp_path / "ring.yaml").write_text(yaml.safe_dump(ring))
+    script = ('if [ "$RANK" = 0 ]; then sleep 0.5; ping -c 3 -W 2 "$(echo $FABRIC_ADDRS | cut -d, -f2)"; '
+              'else sleep 2; fi')
+    done = subprocess.run([sys.executable, "-m", "fabric.cli", "exec", str(tmp_path / "ring.yaml"), "--out",
+                           str(tmp_path / "o"), "--vm", "never", "--timeout", "60", "--", "sh", "-c", script],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:] + done.stdout[-2000:]
+    assert "3 received" in done.stdout
+    [e] = json.loads((tmp_path / "o" / "exec.json").read_text())["events"]
+    assert e["routes_moved"] == 4 and e["applied_s"] == pytest.approx(0.1, abs=0.1)
+    flat = profile({"kind": "flat", "ranks": 3, "link": "a"}, [{"at": "5us", "link": "rank:2", "state": "down"}],
+                   links=RATES_ONLY, scale=20000)
+    (tmp_path / "flat.yaml").write_text(yaml.safe_dump(flat))
+    began = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "fabric.cli", "exec", str(tmp_path / "flat.yaml"), "--out",
+                           str(tmp_path / "f"), "--vm", "never", "--timeout", "60", "--", "sleep", "30"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and time.monotonic() - began < 20
+    [line] = [l for l in done.stderr.splitlines() if "exec:" in l]
+    assert "event 0 at 5us real (0.1 s emulated): link rank:2 down" in line and "no detour" in line
+    assert not cleanup.leftovers()

@@ -202,16 +202,18 @@ def test_a_torus_link_that_fails_for_good_is_routed_around(tmp_path):
 
     from fabric import cleanup
     data = profile({"kind": "torus", "dims": [4], "intra": "a", "link": "b"},
-                   [{"at": "15us", "link": "0-1", "state": "down"}], links=RATES_ONLY)
+                   [{"at": "15us", "link": "0-1", "state": "down"}, {"at": "30us", "class": "b", "rate": "200Gbit/s"}],
+                   links=RATES_ONLY)
     data.update(scale=20000, workload=[{"op": "all_reduce", "bytes": "256KiB", "iters": 10, "warmup": 1,
                                         "algorithm": "ring"}])
     done, _ = _run(tmp_path, data)
     assert done.returncode == 0, done.stderr[-2000:]
     doc = json.loads((tmp_path / "o" / "results.json").read_text())
     assert [r["correct"] for r in doc["results"]] == [True]
-    [e] = doc["events"]
+    e, rate = doc["events"]
     assert e["what"] == "link 0-1 down" and e["routes_moved"] == 4 and not e["lost"]
     assert e["applied_s"] == pytest.approx(0.3, abs=0.1)
+    assert rate["what"] == "class b: rate 200Gbit/s" and rate["operations"] == 2 * 4 * 2     # HTB classes changed
     assert "#   0: link 0-1 down at 15us real, 0.3 s emulated: applied at +0.3" in done.stdout
     assert not cleanup.leftovers()
 

@@ -84,7 +84,11 @@ RAIL = {
 EVENTS = {**CONSTELLATION, "name": "constellation-event", "topology": {**CONSTELLATION["topology"],
                                                                       "ranks_per_satellite": 1},
           "workload": [{"op": "all_to_all", "bytes": "64KiB", "iters": 8, "warmup": 1}],
-          "events": [{"at": "5us", "link": "0-1", "state": "down"}]}
+          "events": [{"at": "5us", "link": "0-1", "state": "down"},
+                     # netem changed in place (an ISL's), and put where a pfifo was (a satellite's port
+                     # towards its rank): applied, or the run would stop with the kernel's refusal
+                     {"at": "6us", "link": "2-3", "latency": "3us"},
+                     {"at": "7us", "link": "rank:3", "loss": "0.01%"}]}
 # Gilbert-Elliott loss on both ends of each rank's port from the start (p 1 %, r 50 %: 1.96 %
 # of packets, in bursts of 2 on average), captured: 40 MiB each way at 50 Mbit/s
 BURSTS = (1e-2, 0.5)
@@ -240,9 +244,13 @@ def test_a_failed_isl_is_routed_around_and_reported(vm):
     and the run would end at gloo's timeout), and the event is in results.json and the table."""
     doc = json.loads((vm["events"] / "results.json").read_text())
     assert [r["correct"] for r in doc["results"]] == [True]
-    [e] = doc["events"]
+    e, latency, loss = doc["events"]
     assert e["what"] == "link 0-1 down" and e["routes_moved"] > 0 and e["lost"] == []
     assert e["applied_s"] == pytest.approx(1.0, abs=0.5)
+    assert latency["operations"] == 2 and latency["applied_s"] is not None
+    # rank 3's port: its 7 classes (the default and one per peer) and the satellite's 1, each a
+    # pfifo deleted and a netem put in its place
+    assert loss["operations"] == 2 * (7 + 1) and loss["applied_s"] is not None
     assert "#   0: link 0-1 down at 5us real, 1 s emulated: applied at +" in (vm["events"].parent / "events.out").read_text()
 
 

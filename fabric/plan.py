@@ -404,9 +404,10 @@ def lossy_buffer(link: LinkClass) -> int | None:
 def mtu(profile: Profile) -> int:
     """The fabric's MTU: jumbo (JUMBO_MTU) where one packet's wire time stays below
     SERIALIZATION_SHARE of the smallest latency x rate of a used link class, else 9000, and
-    9000 wherever a link loses packets, from the start or by an event (loss is per packet).  Fewer, larger packets cost the
-    host less per byte: in the microVM an 8-rank all-to-all (512 KiB per pair, k = 50000) took
-    1.31-1.44x its model at MTU 9000 and 1.14-1.21x at 65000.  A shaper lets a packet leave
+    9000 wherever a link loses packets, from the start or by an event (loss is per packet).
+    Fewer, larger packets cost the host less per byte: in the microVM an 8-rank all-to-all (512
+    KiB per pair, k = 50000) took 1.31-1.44x its model at MTU 9000 and 1.14-1.21x at 65000.  A
+    shaper lets a packet leave
     as soon as its bucket holds any token, so a message's first packet crosses without its
     wire time: at most one packet's, which the rule keeps small next to α·β."""
     links = [profile.link(n) for n in profile.used_links()]

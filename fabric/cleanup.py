@@ -1,6 +1,7 @@
 """Find and remove what fabric runs left behind — only fabric's own objects.
 
-Every node of a run is a Mininet shell whose command line carries `mininet:fab<id>...`;
+Every node of a run is a Mininet shell whose command line carries `fabric:fab<id>...` (not
+Mininet's own `mininet:`, which `mn -c` kills);
 every rank is named fab<id>r<rank> (/proc/PID/comm).  A run's namespaces are the network namespaces
 those processes are in; killing every process in them frees the namespaces, and with them
 every veth, bridge and qdisc the run made.  A namespace `fabric up` named under /run/netns
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from fabric import sysctl
 
-OWN = re.compile(r"mininet:(fab[0-9a-f]{4})")     # a node's shell: bash ... mininet:fab1a2bh0
+SHELL_MARK = "fabric:"                              # a node's shell: bash ... fabric:fab1a2bh0 (emulation)
+OWN = re.compile(r"(?:fabric|mininet):(fab[0-9a-f]{4})")   # and mininet:fab... from runs before the mark
 RANK = re.compile(r"^(fab[0-9a-f]{4})r\d+$")        # a rank's /proc/PID/comm: fab1a2br3
 OWN_LINK = re.compile(r"^fab[0-9a-f]{4}[a-z]")
 OWN_NAME = re.compile(r"^(fab[0-9a-f]{4})[a-z]")    # a named namespace (fab1a2bh0) or fabric up's state file

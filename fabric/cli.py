@@ -25,7 +25,20 @@ CAPTURE_DIR = "capture"  # --capture's pcaps, in the run's --out folder
 DOWN_WAIT_S = 30        # fabric down waits this long for fabric up to remove its fabric itself
 
 
+class _Defaults(argparse.ArgumentDefaultsHelpFormatter):
+    """--help says each option's default, as nccl-tests' does; not for flags and options without one."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or isinstance(action, argparse._HelpAction):
+            return action.help
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _Defaults)
+        super().__init__(*args, **kwargs)
+
     def error(self, message):  # one line, exit 2, like every other bad input
         self.exit(EXIT_INPUT, f"fabric: {message} (see fabric --help)\n")
 
@@ -55,11 +68,21 @@ def _seconds_arg(value: str) -> float:
 
 
 def _size_arg(value: str) -> int:
-    from fabric.units import parse_size
+    from fabric.units import parse_nccl_size
     try:
-        return parse_size(value)
+        return parse_nccl_size(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def version() -> str:
+    """The installed package's version (pyproject.toml), or the source tree's when not installed."""
+    from importlib import metadata
+    try:
+        return metadata.version("fabric-emulator")
+    except metadata.PackageNotFoundError:
+        import tomllib
+        return tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["version"]
 
 
 def _whole_arg(value: str) -> int:
@@ -496,7 +519,8 @@ def _pictures(folder: Path) -> None:
 
 
 def cmd_report(args) -> int:
-    """Re-render a past run's tables (and its CSV files) from the JSON it wrote."""
+    """Print a past run's tables again from the JSON it wrote, and write its CSV files,
+    nccl-tests.json, pictures and report.html there anew."""
     from fabric import compare, report, results, sweep
     run_dir = Path(args.run_dir)
     try:
@@ -512,7 +536,7 @@ def cmd_report(args) -> int:
         _err(f"{exc}" if run_dir.is_dir() else
              f"{run_dir}: expected a run folder (with results.json, sweep.json or compare.json)")
         return EXIT_INPUT
-    results.write_csv(run_dir, doc)
+    results.write(run_dir, doc)          # the CSV files and nccl-tests.json, as this fabric writes them
     print(report.table(doc))
     _pictures(run_dir)
     return 0
@@ -668,6 +692,7 @@ def cmd_cleanup(args) -> int:
 
 def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="fabric", description="Network-fabric emulator with real collective traffic.")
+    p.add_argument("--version", action="version", version=f"fabric {version()}")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
     sub.add_parser("doctor", help="what this host can emulate").set_defaults(fn=cmd_doctor)
     for name, fn, text in (("plan", cmd_plan, "topology, scale and the exact commands (no root)"),
@@ -687,12 +712,13 @@ def parser() -> argparse.ArgumentParser:
             group.add_argument("--ranks", type=_list_arg(int), help="rank counts, e.g. 2,4,8")
             group.add_argument("--op", choices=sorted(COLLECTIVES),
                                help="one op over message sizes, nccl-tests style, with an α-β fit")
-            sp.add_argument("-b", "--minbytes", type=_size_arg, default=1024, help="smallest size (default 1KiB)")
-            sp.add_argument("-e", "--maxbytes", type=_size_arg, default=1 << 20, help="largest size (default 1MiB)")
-            sp.add_argument("-f", "--stepfactor", type=float, default=2.0, help="size factor (default 2)")
-            sp.add_argument("-n", "--iters", type=_whole_arg, default=20, help="iterations per size (default 20)")
-            sp.add_argument("-w", "--warmup_iters", type=_whole_arg, default=1, help="warmup iterations (default 1)")
-            sp.add_argument("-c", "--check", type=_whole_arg, default=1, help="0: do not verify results (default 1)")
+            sp.add_argument("-b", "--minbytes", type=_size_arg, default=1024,
+                            help="smallest size in bytes, or as nccl-tests reads it: 64K, 128M, 1G (powers of 1024)")
+            sp.add_argument("-e", "--maxbytes", type=_size_arg, default=1 << 20, help="largest size, as -b")
+            sp.add_argument("-f", "--stepfactor", type=float, default=2.0, help="size factor")
+            sp.add_argument("-n", "--iters", type=_whole_arg, default=20, help="iterations per size")
+            sp.add_argument("-w", "--warmup_iters", type=_whole_arg, default=1, help="warmup iterations")
+            sp.add_argument("-c", "--check", type=_whole_arg, default=1, help="0: do not verify results")
         if name in ("run", "sweep"):
             _quiet_json(sp)
         if name == "run":
@@ -701,19 +727,19 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("--out", default="runs/latest", help="folder for the results files")
             sp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
                             help="run inside a microVM with netem: auto = when the profile needs netem "
-                                 "and this kernel lacks it (default)")
+                                 "and this kernel lacks it")
         if name == "probe":
-            sp.add_argument("--count", type=_count_arg, default=4000, help="UDP probes per path (default 4000)")
+            sp.add_argument("--count", type=_count_arg, default=4000, help="UDP probes per path")
     xp = sub.add_parser("exec", help="build the fabric and run a program once per rank (torchrun's environment): "
                                      "fabric exec PROFILE -- CMD [ARGS...]")
     xp.add_argument("profile")
     xp.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
     xp.add_argument("--out", default="runs/exec", help="folder for each rank's log and exec.json")
     xp.add_argument("--timeout", type=_seconds_arg, default=600.0,
-                    help="seconds the ranks may run before fabric stops them (default 600)")
+                    help="seconds the ranks may run before fabric stops them")
     xp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
                     help="run inside a microVM with netem: auto = when the profile needs netem and this kernel "
-                         "lacks it (default)")
+                         "lacks it")
     _capture_arg(xp)
     xp.set_defaults(fn=cmd_exec)
     up = sub.add_parser("up", help="build the fabric and keep it up until Ctrl-C or fabric down (natively); "
@@ -739,7 +765,8 @@ def parser() -> argparse.ArgumentParser:
                     help="run inside a microVM with netem (auto: when a profile needs netem and this kernel lacks it)")
     _quiet_json(cp)
     cp.set_defaults(fn=cmd_compare)
-    rp = sub.add_parser("report", help="print a past run's tables again, from its folder (no re-run)")
+    rp = sub.add_parser("report", help="print a past run's tables again from its folder (no re-run), and write "
+                                       "its CSV files, nccl-tests.json, pictures and report.html there anew")
     rp.add_argument("run_dir", help="a folder fabric run or sweep wrote (--out)")
     rp.set_defaults(fn=cmd_report)
     sub.add_parser("calibrate", help="measure this host's overhead and capacity (cached)").set_defaults(
@@ -754,8 +781,8 @@ _JSON = False    # --json: the results document on stdout instead of the table
 def _algorithm_arg(sp) -> None:
     from collectives.algorithms import ALGORITHMS, AUTO
     sp.add_argument("--algorithm", choices=[AUTO, *ALGORITHMS], default=AUTO,
-                    help="collective algorithm for every call it runs (default auto: the α-β model's fastest per "
-                         "call, as NCCL's tuner picks; gloo: torch's own call, the baseline)")
+                    help="collective algorithm for every call it runs (auto: the α-β model's fastest per call, as "
+                         "NCCL's tuner picks; gloo: torch's own call, the baseline)")
 
 
 def _algorithm(args, profile) -> str:

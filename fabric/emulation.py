@@ -49,7 +49,21 @@ def _mininet():
         raise EmulationError(f"Mininet is not importable ({exc}); install it: apt-get install mininet") from None
     setLogLevel("error")
 
-    class NamespacedBridge(LinuxBridge):
+    class OwnShell:
+        """A node whose shell says it is fabric's (bash ... fabric:fab1a2bh0), not Mininet's
+        (mininet:NAME): `mn -c`, a Mininet user's habit, kills every process whose command line
+        holds `mininet:`, and would take a running fabric's nodes with it (fabric.cleanup
+        finds them by their marker)."""
+
+        def _popen(self, cmd, **params):
+            if cmd and cmd[-1] == f"mininet:{self.name}":
+                cmd = [*cmd[:-1], f"{cleanup.SHELL_MARK}{self.name}"]
+            return super()._popen(cmd, **params)
+
+    class FabricHost(OwnShell, Host):
+        pass
+
+    class NamespacedBridge(OwnShell, LinuxBridge):
         """A Linux bridge in its own namespace; the emulation configures it via netlink."""
 
         def __init__(self, name, **params):
@@ -67,7 +81,7 @@ def _mininet():
             # the bridge dies with the namespace; skip LinuxBridge's brctl calls
             super(LinuxBridge, self).stop(deleteIntfs)
 
-    return Mininet, Host, Link, NamespacedBridge
+    return Mininet, FabricHost, Link, NamespacedBridge
 
 
 class Emulation:
@@ -103,7 +117,7 @@ class Emulation:
                            autoStaticArp=False, waitConnected=False)
         for i, node in enumerate(self.plan.nodes):
             if node.kind == "host":
-                self.nodes[node.name] = self.net.addHost(node.name, ip=None)
+                self.nodes[node.name] = self.net.addHost(node.name, cls=Host, ip=None)
             else:
                 # Mininet derives a switch's datapath id from the digits in its name and fails
                 # when there are none (a run id of letters only, "fabcafecore"): give one

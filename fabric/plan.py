@@ -407,9 +407,9 @@ def mtu(profile: Profile) -> int:
     9000 wherever a link loses packets, from the start or by an event (loss is per packet).
     Fewer, larger packets cost the host less per byte: in the microVM an 8-rank all-to-all (512
     KiB per pair, k = 50000) took 1.31-1.44x its model at MTU 9000 and 1.14-1.21x at 65000.  A
-    shaper lets a packet leave
-    as soon as its bucket holds any token, so a message's first packet crosses without its
-    wire time: at most one packet's, which the rule keeps small next to α·β."""
+    shaper lets a packet leave as soon as its bucket holds any token, so a message's first
+    packet crosses without its wire time: at most one packet's, which the rule keeps small next
+    to α·β."""
     links = [profile.link(n) for n in profile.used_links()]
     if any(l.loss for l in links) or any(getattr(s, "loss", 0) for s in profile.stragglers) or \
             any(e.loss or e.burst_loss for e in profile.events):

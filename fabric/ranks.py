@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import traceback
 from dataclasses import dataclass
@@ -195,10 +196,16 @@ def _reap_finished(running: dict[int, int]) -> list[tuple[int, int]]:
     return failed
 
 
+TORCH_LOG_LINE = re.compile(r"^\[[WIEF]\d{4} ")    # c10d's own log lines: "[W1207 13:45:01.12 123 socket.cpp:...]"
+
+
 def _tail(log: Path) -> str:
+    """The line of a rank's log that says what went wrong: the last, but not torch's own
+    warnings written after it (they stay in the log)."""
     try:
         lines = [l for l in log.read_text(errors="replace").splitlines() if l.strip()]
     except OSError:
         return "(no log)"
     # the last line of a Python traceback says what went wrong
-    return lines[-1][:300] if lines else "(no output)"
+    said = [l for l in lines if not TORCH_LOG_LINE.match(l)] or lines
+    return said[-1][:300] if said else "(no output)"

@@ -7,11 +7,16 @@ from fabric.results import lossless_dropped
 from fabric.stats import fmt, fmt_interval, needed
 from fabric.units import fmt_rate, fmt_time
 
-_COLS = [("size", "(B)", 11), ("count", "(elements)", 10), ("type", "", 7), ("algo", "", 12), ("n", "", 4),
-         ("time", "(us)", 10),
-         ("p99", "(us)", 10), ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("link", "(GB/s)", 9),
-         ("busEff", "", 6), ("model", "(us)", 10), ("meas/", "model", 6), ("real:time", "(us)", 10),
-         ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("check", "", 5)]
+# nccl-tests' columns first, in real-fabric numbers (what its users read as the answer: size,
+# count, type, redop, root, time, algbw, busbw, #wrong), then fabric's own: the algorithm, the
+# iterations, p99, the bottleneck link, busEff, the α-β model and meas/model (real too), and the
+# emulated time and bandwidths that were measured before the projection (time / k, GB/s x k)
+_COLS = [("size", "(B)", 12), ("count", "(elements)", 12), ("type", "", 8), ("redop", "", 6), ("root", "", 6),
+         ("time", "(us)", 9), ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9), ("#wrong", "", 6),
+         ("algo", "", 12), ("n", "", 4), ("p99", "(us)", 10), ("link", "(GB/s)", 9), ("busEff", "", 6),
+         ("model", "(us)", 9), ("meas/", "model", 6),
+         ("emu:time", "(us)", 11), ("algbw", "(GB/s)", 9), ("busbw", "(GB/s)", 9)]
+REDOP = {"all_reduce": "sum", "reduce_scatter": "sum", "reduce": "sum"}    # nccl-tests' redop column
 
 
 def header(doc: dict) -> list[str]:
@@ -21,8 +26,8 @@ def header(doc: dict) -> list[str]:
         f"{emu['ranks']} ranks, " + (f"{emu['domains']} domains x {emu['ranks'] // emu['domains']}"
                                     if emu["topology"] == "two_tier" else "flat")
     lines = [f"# fabric run: {prof['name']} ({prof['source']}), {topo}",
-             f"# scale k = {k:g}: emulated rates = real / k, latencies = real x k; 'real:' columns project back"
-             f" (time / k, bandwidth x k)",
+             f"# scale k = {k:g}: emulated rates = real / k, latencies = real x k; every column is the real fabric's"
+             f" (measured time / k, bandwidth x k) but the 'emu:' ones, as measured",
              f"# netem: {emu['netem']}; time = slowest rank per iteration, p50 over the n iterations;"
              f" p99 from {needed(99)} iterations up, p95 from {needed(95)} (fewer cannot carry them); GB/s = 1e9 B/s"]
     if doc.get("stragglers"):
@@ -176,13 +181,15 @@ def ops_table(doc: dict) -> list[str]:
                                                       if a in ALGORITHMS and current in ALGORITHMS[a].ops))
             lines.append("#" + " ".join(f"{name:>{w}}" for name, _, w in _COLS)[1:])
             lines.append("#" + " ".join(f"{unit:>{w}}" for _, unit, w in _COLS)[1:])
-        t, p = r["time_us"], r["projected"]
+        t, p, k = r["time_us"], r["projected"], doc["scale"]
         n = t.get("n", r["iters"])
-        cells = [r["bytes"], r["count"], r["type"], _algo(r), n, f"{t['p50']:.1f}", fmt(t["p99"], n),
-                 _g(r["algbw_GBps"]), _g(r["busbw_GBps"]), _g(r["link_GBps"]),
-                 f"{r['bus_efficiency']:.2f}", f"{r['model_time_us']:.1f}", f"{r['measured_over_model']:.2f}",
+        p99 = fmt(t["p99"], n) if t["p99"] is None else _t(t["p99"] / k)
+        cells = [r["bytes"], r["count"], r["type"], REDOP.get(r["op"], "none"), r.get("root", -1),
                  _t(p["time_us"]), _g(p["algbw_GBps"]), _g(p["busbw_GBps"]),
-                 {True: "ok", False: "WRONG", None: "-"}[r["correct"]]]
+                 {True: "0", False: "WRONG", None: "N/A"}[r["correct"]],
+                 _algo(r), n, p99, _g(r["link_GBps"] * k), f"{r['bus_efficiency']:.2f}",
+                 _t(r["model_time_us"] / k), f"{r['measured_over_model']:.2f}",
+                 f"{t['p50']:.1f}", _g(r["algbw_GBps"]), _g(r["busbw_GBps"])]
         lines.append(" ".join(f"{str(c):>{w}}" for c, (_, _, w) in zip(cells, _COLS)))
     wrong = sum(r["correct"] is False for r in doc["results"])
     late = sum(r["late_starts"] for r in doc["results"])
@@ -190,7 +197,18 @@ def ops_table(doc: dict) -> list[str]:
     lines.append(f"# results: {len(doc['results'])} op/size pairs, {wrong} wrong"
                  + (f", {unchecked} not checked (check: false)" if unchecked else "")
                  + (f", {late} late rank starts (times include the lateness)" if late else ""))
-    return lines
+    return lines + nccl_footer(doc)
+
+
+def nccl_footer(doc: dict) -> list[str]:
+    """nccl-tests' closing lines, as its users' scripts grep them: the results that were wrong
+    (nccl-tests counts wrong elements; here each wrong op/size pair counts once) and the mean
+    busbw over the results, GB/s on the real fabric."""
+    results = doc["results"]
+    wrong = sum(r["correct"] is False for r in results)
+    mean = sum(r["projected"]["busbw_GBps"] for r in results) / len(results)
+    return [f"# {'Out of bounds values':<20} : {wrong} {'FAILED' if wrong else 'OK'}",
+            f"# {'Avg bus bandwidth':<20} : {mean:g} ", "#"]
 
 
 def _algo(r: dict) -> str:

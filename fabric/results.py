@@ -184,7 +184,7 @@ def graph(plan: Plan) -> dict:
 
 def document(plan: Plan, results: list[Result], netem: str, extra: dict | None = None,
              workloads: list[dict] = ()) -> dict:
-    """The results.json document (schema 1, see README)."""
+    """The results.json document (schema SCHEMA, see README)."""
     prof = plan.profile
     return {
         "schema": SCHEMA,
@@ -198,6 +198,7 @@ def document(plan: Plan, results: list[Result], netem: str, extra: dict | None =
     }
 
 
+NCCL_JSON = "nccl-tests.json"
 CSV_FIELDS = ["op", "bytes", "count", "type", "ranks", "algorithm", "iters", "time_us.min", "time_us.p50", "time_us.p95",
               "time_us.p99", "time_us.max", "algbw_GBps", "busbw_GBps", "projected.time_us",
               "projected.algbw_GBps", "projected.busbw_GBps", "link_GBps", "bus_efficiency", "model_time_us",
@@ -211,11 +212,15 @@ WORKLOAD_CSV_FIELDS = (["kind", "label", "ranks", "iters"]
 
 
 def write(out_dir: Path, doc: dict) -> None:
-    """results.json, and from it results.csv (one row per op and size) and, when the profile
-    has inference workloads, workloads.csv (one row per entry)."""
+    """results.json, and from it results.csv (one row per op and size), nccl-tests.json (the op
+    results in nccl-tests' JSON layout, fabric.nccl_json) and, when the profile has inference
+    workloads, workloads.csv (one row per entry)."""
+    from fabric import nccl_json
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
     write_csv(out_dir, doc)
+    if doc["results"]:
+        (out_dir / NCCL_JSON).write_text(json.dumps(nccl_json.document(doc), indent=1) + "\n")
 
 
 def write_csv(out_dir: Path, doc: dict) -> None:

@@ -85,6 +85,22 @@ def parse_size(text) -> int:
     return int(size)
 
 
+def parse_nccl_size(text) -> int:
+    """A size as nccl-tests' -b/-e read it: bytes, or a whole number with K, M or G (either case,
+    powers of 1024: 128M is 128 MiB); fabric's own KiB/MiB/GiB too.  kB/MB/GB are refused: nccl-tests
+    reads 128MB as 128 MiB, fabric's profiles as 128e6 bytes, and a sweep should not guess."""
+    what = "a size as nccl-tests writes it, such as 8, 64K, 128M or 1G (powers of 1024), or 32MiB"
+    t = str(text).strip()
+    if t[-2:] in ("kB", "KB", "MB", "GB", "TB", "mb", "gb", "kb"):
+        raise UnitError(f"{t!r} is ambiguous: nccl-tests reads it as {t[:-1]} (powers of 1024), fabric's "
+                        f"profiles as powers of 1000; write {t[:-1]} or {t[:-1]}iB, or the bytes")
+    if t[-1:] in ("K", "M", "G", "k", "m", "g"):
+        if not t[:-1].isdigit() or int(t[:-1]) == 0:
+            raise UnitError(f"expected {what}, got {text!r}")
+        return int(t[:-1]) * 1024 ** (" kmg".index(t[-1].lower()))
+    return parse_size(t)
+
+
 def parse_fraction(text) -> float:
     """'0.1%' -> 0.001; 0.001 -> 0.001."""
     what = "a percentage such as 0.1% (or a fraction in [0, 1])"

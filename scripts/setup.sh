@@ -40,12 +40,15 @@ stamp=.venv/.fabric-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   echo "setup: installing fabric and its Python packages into .venv"
   log=.venv/pip-install.log
-  if ! { .venv/bin/pip install --disable-pip-version-check "torch==2.13.0" numpy &&
+  # torch's CPU build from PyTorch's index where it answers (PyPI's is the CUDA build)
+  mapfile -t torch_args < <(.venv/bin/python scripts/torch_pip_args.py)
+  if ! { .venv/bin/pip install --disable-pip-version-check "${torch_args[@]}" numpy &&
          .venv/bin/pip install --disable-pip-version-check -e ".[test]"; } >"$log" 2>&1; then
     tail -20 "$log" >&2
     echo "setup: pip install failed (full log: $log)" >&2
     exit 1
   fi
+  .venv/bin/python scripts/torch_pip_args.py check || true
   touch "$stamp"
 fi
 

@@ -58,3 +58,16 @@ def test_a_ranks_memory_counts_its_private_pages_as_its_own(tmp_path):
     m = memory_bytes(str(smaps))
     assert m["own"] == 180 * 1024 and m["rss"] == 1732 * 1024 and m["peak_rss"] > 0
     assert memory_bytes(str(tmp_path / "absent")) == {}
+
+
+def test_a_failed_ranks_line_is_its_error_not_torchs_warnings_after_it(tmp_path):
+    """torch's c10d writes warnings after a failure ("[W1207 ... socket.cpp:...] [c10d] ..."):
+    the one-line message quotes the error, the log keeps both."""
+    from fabric.ranks import _tail
+    log = tmp_path / "rank1.log"
+    log.write_text("Traceback (most recent call last):\n  File \"x.py\", line 1\n"
+                   "RuntimeError: Connection closed by peer [198.18.0.1]:29500\n"
+                   "[W1207 13:45:01.123456789 4242 socket.cpp:752] [c10d] The client socket has failed to connect.\n")
+    assert _tail(log) == "RuntimeError: Connection closed by peer [198.18.0.1]:29500"
+    log.write_text("[W1207 13:45:01.123456789 4242 socket.cpp:752] [c10d] only a warning\n")
+    assert _tail(log).startswith("[W1207")

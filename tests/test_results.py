@@ -62,8 +62,8 @@ def test_json_and_csv(tmp_path):
 
 def test_table_reads_like_nccl_tests():
     text = report.table(_doc())
-    for word in ("size", "count", "type", "algo", "time", "algbw", "busbw", "busEff", "model", "real:time",
-                 "scale k = 10"):
+    for word in ("size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "algo", "busEff",
+                 "model", "emu:time", "scale k = 10", "# Avg bus bandwidth    : "):
         assert word in text
 
 
@@ -127,9 +127,9 @@ def test_p99_is_printed_only_from_100_iterations_and_slowdowns_carry_an_interval
     assert few["results"][0]["time_us"]["p99"] is None and few["results"][0]["time_us"]["n"] == 12
     assert many["results"][0]["time_us"]["p99"] == pytest.approx(19500)      # rank 1: 10.5-19.5 ms, 10 each
     row = next(x for x in report.table(few).splitlines() if x.strip().startswith("1048576"))
-    assert "n/a (n=12)" in row and row.split()[4] == "12"
+    assert "n/a (n=12)" in row and row.split()[10] == "12"
     row = next(x for x in report.table(many).splitlines() if x.strip().startswith("1048576"))
-    assert "n/a" not in row and row.split()[4] == "100"
+    assert "n/a" not in row and row.split()[10] == "100"
     lo, hi = slowdown(few, many)[0]["ratio_ci"]["p50"]     # the same distribution: the interval holds 1
     assert lo <= 1 <= hi
 

@@ -134,3 +134,21 @@ def test_the_api_builds_reaches_and_removes_a_fabric():
         assert fab.up
     assert not fab.up
     _nothing_left(run)
+
+
+@pytest.mark.root
+def test_mininets_cleanup_leaves_a_running_fabric_alone():
+    """`mn -c` kills every process whose command line holds `mininet:` (Mininet's clean.py,
+    killprocs): fabric's node shells say `fabric:` instead, so a Mininet user's habit does not
+    take a running fabric down, and `fabric cleanup` still finds them."""
+    import subprocess
+
+    from fabric import api, cleanup
+    profile = {"name": "t", "scale": 1000, "links": {"l": {"rate": "1Gbit/s"}},
+               "topology": {"kind": "flat", "ranks": 2, "link": "l"}}
+    with api.Fabric(profile) as fab:
+        assert fab.plan.prefix in cleanup.leftovers()
+        subprocess.run(["pkill", "-9", "-f", "mininet:"], check=False)     # what mn -c does to node shells
+        assert fab.emulation.alive()
+        assert fab.cmd(0, "ping", "-c", "1", "-W", "2", fab.host(1).ip).returncode == 0
+    assert not cleanup.leftovers()

@@ -90,3 +90,26 @@ def test_probes_stay_a_small_share_of_the_link():
     gap = probe.interval_s(e)
     assert (probe.PROBE_BYTES + probe.HEADERS) * 8 / gap <= probe.PROBE_SHARE * 1e6 * 1.0001
     assert probe.interval_s(probe.Expected(0.01, 0, 0, 1e12)) == probe.MIN_INTERVAL_S
+
+
+def test_the_tcp_sink_ends_at_its_deadline_while_the_flow_is_still_queued(tmp_path):
+    """A slow emulated link still holds the flow's bytes when the sink's deadline comes (at
+    k = 50 000 an ISL of 16 Mbit/s drains the 16 MiB initial window for 8 s): the sink writes
+    what it received instead of failing the probe with a socket timeout."""
+    import json
+    import socket
+    import threading
+    import time
+
+    from fabric import probe
+    out, ready = tmp_path / "sink.json", tmp_path / "ready"
+    done = threading.Thread(target=probe._tcp_sink, args=("127.0.0.1", time.monotonic() + 1.0, out, ready))
+    done.start()
+    while not ready.exists():
+        time.sleep(0.01)
+    client = socket.create_connection(("127.0.0.1", probe.TCP_PORT))
+    client.sendall(b"x" * 1000)                       # then silence: the rest still "queued"
+    done.join(timeout=5)
+    client.close()
+    assert not done.is_alive()
+    assert json.loads(out.read_text())["samples"][-1][1] == 1000

@@ -25,6 +25,6 @@ def parse(c, value, links: dict, max_ranks: int) -> Topology:
     if not isinstance(value, dict):
         c.fail("topology", f"expected a mapping with kind: {' or '.join(KINDS)}")
     kind = value.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         c.fail("topology.kind", f"expected {' or '.join(KINDS)}, got {kind!r}")
     return KINDS[kind].parse(c, value, links, max_ranks)

@@ -272,17 +272,12 @@ class Emulation:
 
     def _route_between_domains(self, ipr, node) -> None:
         """A routed switch's addresses and its route to every other domain (Plan.addresses, routes)."""
-        from pyroute2.netlink.exceptions import NetlinkError
+        from fabric.events import Route
         for dev, cidr in self.plan.addresses.get(node.name, []):
             addr, bits = cidr.split("/")
             ipr.addr("add", index=_index(ipr, dev, node.name), address=addr, prefixlen=int(bits))
         for dst, dev in self.plan.routes.get(node.name, []):
-            net, bits = dst.split("/")
-            try:
-                ipr.route("replace", dst=net, dst_len=int(bits), oif=_index(ipr, dev, node.name), scope=253)
-            except NetlinkError as exc:
-                raise EmulationError(f"{node.name}: ip route replace {dst} dev {dev} failed: {exc.args[-1]} "
-                                     f"(errno {exc.code})") from None
+            _apply_op(ipr, Route(node.name, dst, dev))
 
     def _route(self, ipr, node) -> None:
         """The host's routes to the fabric, with TCP's initial windows (plan.RouteSetup)."""
@@ -310,26 +305,13 @@ class Emulation:
     def apply(self, ops: list) -> None:
         """An event's operations (fabric.events: link states, routes, tc) in their order, each
         node's through one netlink socket of its own namespace."""
-        from pyroute2.netlink.exceptions import NetlinkError
-
-        from fabric import events
         by_node: dict[str, list] = {}
         for op in ops:
             by_node.setdefault(op.node, []).append(op)
         for node, mine in by_node.items():
             with self._ipr(node) as ipr:
                 for op in mine:
-                    try:
-                        idx = _index(ipr, op.dev if isinstance(op, events.Route) else op.intf, node)
-                        if isinstance(op, events.LinkState):
-                            ipr.link("set", index=idx, state="up" if op.up else "down")
-                        elif isinstance(op, events.Route):
-                            net, bits = op.dst.split("/")
-                            ipr.route("replace", dst=net, dst_len=int(bits), oif=idx, scope=253)
-                        else:
-                            _apply(ipr, idx, op.op, op.verb)
-                    except NetlinkError as exc:
-                        raise EmulationError(f"{op.text()} failed: {exc.args[-1]} (errno {exc.code})") from None
+                    _apply_op(ipr, op)
 
     def hold_latency(self, held: bool = True) -> int:
         """Take every netem leaf's delay and jitter off (held) or put the plan's back; loss, queue
@@ -486,6 +468,25 @@ def _index(ipr, ifname: str, node: str) -> int:
     if not found:
         raise EmulationError(f"interface {ifname} is missing in {node}")
     return found[0]
+
+
+def _apply_op(ipr, op) -> None:
+    """One of fabric.events' operations (a link state, a route, a tc operation) through ipr, a
+    socket in op.node's namespace; the kernel's refusal as an EmulationError naming the command."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from fabric import events
+    try:
+        idx = _index(ipr, op.dev if isinstance(op, events.Route) else op.intf, op.node)
+        if isinstance(op, events.LinkState):
+            ipr.link("set", index=idx, state="up" if op.up else "down")
+        elif isinstance(op, events.Route):
+            net, bits = op.dst.split("/")
+            ipr.route("replace", dst=net, dst_len=int(bits), oif=idx, scope=253)
+        else:
+            _apply(ipr, idx, op.op, op.verb)
+    except NetlinkError as exc:
+        raise EmulationError(f"{op.text()} failed: {exc.args[-1]} (errno {exc.code})") from None
 
 
 def _apply(ipr, idx: int, op: tc.Op, verb: str = "add") -> None:

@@ -22,6 +22,7 @@ import time
 from collectives import OPS
 from collectives.base import member
 from collectives.schedule import COPY, DELAY, MARK, NATIVE, PAUSE, POST, SEND, START, SYNC, WAIT, Part, combine
+from fabric.dilation import Dilation
 
 
 def wait_until(t: float) -> bool:
@@ -118,7 +119,7 @@ class RankRun:
             elif op.kind in (SYNC, NATIVE, MARK):
                 self.body.append((op.kind, op.x))
             elif op.kind == PAUSE:
-                self.body.append((PAUSE, op.seconds * k))
+                self.body.append((PAUSE, Dilation(k).emulated(op.seconds)))
             elif op.kind == DELAY:
                 self.body.append((DELAY, None))
 

@@ -50,6 +50,7 @@ from pathlib import Path
 import numpy as np
 
 from fabric import stats
+from fabric.dilation import Dilation
 
 DLT_EN10MB = 1
 ETHERTYPE_IPV4 = b"\x08\x00"
@@ -264,7 +265,7 @@ def analyse(directions: list[Direction], k: float, bins: int = 200, since_ns: in
             "lost": sum(i < last_out for i in unsent), "unsent_at_end": sum(i > last_out for i in unsent),
             "queued_units": units, "lost_units": lost_units, "loss_bursts": bursts,
             "unmatched_sent": unmatched,
-            "delay_s": stats.summary(delays_s), "delay_real_s": stats.summary(delays_s, scale=1 / k),
+            "delay_s": stats.summary(delays_s), "delay_real_s": stats.summary(delays_s, scale=Dilation(k).real(1.0)),
             "retransmissions": sum(retrans.values()),
             "utilisation": timeline, "peak_utilisation": max(timeline) if sent.ts else None,
             "mean_utilisation": None if busy is None else round(busy / d.rate_bps, 4)})

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from collectives import COLLECTIVES
@@ -18,8 +19,15 @@ from fabric.progress import Progress
 from fabric.profile import ProfileError, load
 
 EXIT_FAILED, EXIT_INPUT, EXIT_HOST, EXIT_INTERRUPTED = 1, 2, 3, 130
-FOREIGN = ("exec", "up")   # commands whose ranks run the user's programs, not fabric's (no torch needed)
-_UI = Progress()   # replaced in main() by one that knows --quiet and whether this is the microVM
+FOREIGN = ("exec", "up", "verify", "probe")   # commands without fabric's ranks (no torch needed)
+
+
+class _Exit(Exception):
+    """The command is over with this exit code (the reason said already): main returns it."""
+
+    def __init__(self, code: int):
+        super().__init__(code)
+        self.code = code
 VM_RUN_LIMIT_S = 3600   # the run inside bounds itself; this only guards against a hung VM
 CAPTURE_DIR = "capture"  # --capture's pcaps, in the run's --out folder
 DOWN_WAIT_S = 30        # fabric down waits this long for fabric up to remove its fabric itself
@@ -105,8 +113,26 @@ def _choose(profile, args, calibrate_if_missing: bool):
     cal = scale.cached()
     if cal is None and calibrate_if_missing:
         from fabric.runner import calibrate
-        cal = calibrate(log=_log)
+        cal = calibrate(log=args.ui.log)
     return scale.choose(profile, cal or scale.DEFAULT, _algorithm(args, profile))
+
+
+def _plan_choice(profile, args):
+    """k as a run of this profile here would choose it: a profile with latency, jitter or loss on
+    a kernel without sch_netem runs in the microVM, whose slower CPU has its own figures."""
+    from fabric import microvm
+    if args.scale is not None or profile.scale is not None or not profile.impaired \
+            or host.netem_available() or microvm.inside():
+        return _choose(profile, args, calibrate_if_missing=False)
+    where = "a run here goes to the microVM (no sch_netem in this kernel)"
+    cal = microvm.calibration()
+    if cal is None:
+        choice = _choose(profile, args, calibrate_if_missing=False)
+        return scale.Choice(choice.k, f"{choice.reason}; {where}, which measures its own figures on its first "
+                                      f"run: its k comes out 10-20x larger (software-emulated CPU)")
+    cal = replace(cal, method=f"the microVM's (kernel {microvm.kernel()[1]}), {cal.method.removesuffix(' on this host')}"
+                              f" there; {where}")
+    return scale.choose(profile, cal, _algorithm(args, profile))
 
 
 def cmd_doctor(args) -> int:
@@ -145,7 +171,7 @@ def cmd_plan(args) -> int:
     from fabric.plan import build, flow_control
     from fabric.runner import sizing
     profile = load(args.profile)
-    choice = _choose(profile, args, calibrate_if_missing=False)
+    choice = _plan_choice(profile, args)
     plan = build(profile, choice.k)
     topo = profile.topology
     print(f"# profile {profile.name} ({profile.source}): {profile.description}")
@@ -161,16 +187,17 @@ def cmd_plan(args) -> int:
     for line in topo.route_lines(plan):
         print(f"# {line}")
     work = works.build(plan, _algorithm(args, profile))
+    real = plan.dilation.real
     for i in work:
         t = i.seconds
         u = i.until
         times = (f"auto ({u.min_iters}-{u.max_iters}, until the p50's 95% interval is within {u.width:.0%} or "
                  f"{u.budget_s:g} s)" if u else i.iters)
         print(f"# workload {i.label} x {times} (+{i.warmup} warmup): " +
-              (f"model {t * 1e6:.1f} us emulated, {t / choice.k * 1e6:.3f} us real" if i.op else
-               f"model {t:.3g} s emulated per iteration, {t / choice.k * 1e6:.4g} us real") + f"; {i.algorithm}")
+              (f"model {t * 1e6:.1f} us emulated, {real(t) * 1e6:.3f} us real" if i.op else
+               f"model {t:.3g} s emulated per iteration, {real(t) * 1e6:.4g} us real") + f"; {i.algorithm}")
         for c in i.choices:
-            cands = ", ".join(f"{n} {v / choice.k * 1e6:.4g}" for n, v in sorted(c.times.items(), key=lambda kv: kv[1]))
+            cands = ", ".join(f"{n} {real(v) * 1e6:.4g}" for n, v in sorted(c.times.items(), key=lambda kv: kv[1]))
             how = "forced" if c.forced else "auto: the model's fastest" + (
                 f", tied with {', '.join(c.tied)}: registered first" if c.tied else "")
             print(f"#   {c.label}: {c.algorithm} ({how}); candidates, real us: {cands}")
@@ -190,8 +217,8 @@ def cmd_plan(args) -> int:
 
 def _start(args, calibrate: bool, profile=None):
     """What run, probe and sweep share before building anything: (profile, out, netem, vm
-    extras, k choice) or, when there is nothing more to do here, the exit code (the microVM
-    ran it, or this host cannot).  profile: a variant of args.profile (sweep over sizes)."""
+    extras, k choice); _Exit when there is nothing more to do here (the microVM ran it, or this
+    host cannot).  profile: a variant of args.profile (sweep over sizes)."""
     from fabric import microvm
     profile, out = profile or load(args.profile), _out_dir(args)
     if args.cmd in ("run", "sweep") and not (profile.workload or profile.workloads):
@@ -201,25 +228,22 @@ def _start(args, calibrate: bool, profile=None):
         raise ProfileError(profile.source, "topology", "at least 2 ranks to probe a path")
     vm = microvm.inside()
     if _needs_vm(profile, args):
-        return _run_in_microvm(profile, args, out)
-    ready = _host_ready(profile, args, calibrate)
-    if isinstance(ready, int):
-        return ready
-    netem, choice = ready
-    _log(f"fabric: scale k = {choice.k:g} ({choice.reason})")
+        raise _Exit(_run_in_microvm(profile, args, out))
+    netem, choice = _host_ready(profile, args, calibrate)
+    args.ui.log(f"fabric: scale k = {choice.k:g} ({choice.reason})")
     extra = dict(kernel=vm["kernel"], kvm=vm["kvm"]) if vm else {}
     return profile, out, "microvm" if vm else netem, extra, choice
 
 
 def _host_ready(profile, args, calibrate: bool):
-    """(netem kind, k choice) for running `profile` here, or the exit code when this host cannot."""
+    """(netem kind, k choice) for running `profile` here; _Exit when this host cannot (said why)."""
     from fabric.runner import HostUnfit, check_host
     try:
         return (check_host(profile, torch=args.cmd not in FOREIGN),
                 _choose(profile, args, calibrate_if_missing=calibrate))
     except HostUnfit as exc:
         _err(str(exc))
-        return EXIT_HOST
+        raise _Exit(EXIT_HOST) from None
 
 
 def cmd_run(args) -> int:
@@ -231,13 +255,10 @@ def _run(args, profile=None, fitted: bool = False) -> int:
     from fabric import fit
     from fabric.ranks import RankError
     from fabric.runner import execute
-    started = _start(args, calibrate=True, profile=profile)
-    if isinstance(started, int):
-        return started
-    profile, out, netem, extra, choice = started
+    profile, out, netem, extra, choice = _start(args, calibrate=True, profile=profile)
     algorithm = _algorithm(args, profile)
     capture = out / CAPTURE_DIR if getattr(args, "capture", False) else None
-    doc, code = _attempt(args.cmd, RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI,
+    doc, code = _attempt(args.cmd, RankError, lambda: execute(profile, choice.k, netem, log=args.ui.log, progress=args.ui,
                                                               algorithm=algorithm, capture=capture))
     if code:
         return code
@@ -245,7 +266,7 @@ def _run(args, profile=None, fitted: bool = False) -> int:
     doc["emulation"].update(extra)
     if fitted:
         doc["fit"] = fit.alpha_beta(doc["results"], choice.k)
-    return _write_run(out, doc)
+    return _write_run(args, out, doc)
 
 
 def cmd_exec(args) -> int:
@@ -256,22 +277,19 @@ def cmd_exec(args) -> int:
     if not args.command:
         raise ProfileError(args.profile, "exec", "expected -- CMD [ARGS...] after the options (the program every "
                                                  "rank runs)")
-    started = _start(args, calibrate=True)
-    if isinstance(started, int):
-        return started
-    profile, out, netem, extra, choice = started
+    profile, out, netem, extra, choice = _start(args, calibrate=True)
     fab = api.Fabric(profile, scale=choice)
     plan = fab.plan
     try:
-        _log(f"fabric: building {plan.size_text()}")
+        args.ui.log(f"fabric: building {plan.size_text()}")
         with fab:
-            _log(f"fabric: running {' '.join(args.command)} on {plan.ranks} ranks (k = {plan.scale:g}: the network "
+            args.ui.log(f"fabric: running {' '.join(args.command)} on {plan.ranks} ranks (k = {plan.scale:g}: the network "
                  f"is {plan.scale:g} times slower than the profile's, compute is not; time limit {args.timeout:g} s)")
             for h in fab.hosts:
-                _log(f"fabric:   rank {h.rank}: {h.name} {h.ip} on {h.intf}")
-            with recording(fab.emulation, out / CAPTURE_DIR if args.capture else None, _log) as rec:
+                args.ui.log(f"fabric:   rank {h.rank}: {h.name} {h.ip} on {h.intf}")
+            with recording(fab.emulation, out / CAPTURE_DIR if args.capture else None, args.ui.log) as rec:
                 outcome = fab.exec(args.command, out, args.timeout, echo=lambda line: print(line, flush=True),
-                                   log=_log)
+                                   log=args.ui.log)
     except api.EmulationError as exc:
         _err(f"cannot build the emulation: {exc}")
         return EXIT_HOST
@@ -291,13 +309,13 @@ def cmd_exec(args) -> int:
         captured = recorder.figures(rec.recording, plan.scale)
         (out / "capture.json").write_text(json.dumps(captured, indent=1) + "\n")
         print(capture.table(captured), flush=True)
-        _log(f"fabric: wrote {out / 'capture.json'} and the pcaps in {out / CAPTURE_DIR}")
-        _pictures(out)
+        args.ui.log(f"fabric: wrote {out / 'capture.json'} and the pcaps in {out / CAPTURE_DIR}")
+        _pictures(args, out)
     line = f"exec: {launch.summary(plan, outcome, args.command)}; logs in {out}"
     if outcome.code:
         _err(line)
     else:
-        _log(f"fabric: {line}")
+        args.ui.log(f"fabric: {line}")
     return outcome.code
 
 
@@ -314,13 +332,10 @@ def cmd_up(args) -> int:
              f"yours): use a kernel with netem, or set their latency, jitter and loss to 0; `fabric exec` runs a "
              f"program on this profile through the microVM")
         return EXIT_HOST
-    ready = _host_ready(profile, args, calibrate=False)
-    if isinstance(ready, int):
-        return ready
-    fab = api.Fabric(profile, scale=ready[1], named=True)
+    fab = api.Fabric(profile, scale=_host_ready(profile, args, calibrate=False)[1], named=True)
     plan = fab.plan
-    _log(f"fabric: scale k = {plan.scale:g} ({fab.choice.reason})")
-    _log(f"fabric: building {plan.size_text()}")
+    args.ui.log(f"fabric: scale k = {plan.scale:g} ({fab.choice.reason})")
+    args.ui.log(f"fabric: building {plan.size_text()}")
     try:
         with fab:
             state = cleanup.STATE_DIR / f"{plan.prefix}.json"
@@ -339,6 +354,46 @@ def cmd_up(args) -> int:
     except KeyboardInterrupt:
         print(f"fabric up: {plan.prefix} removed", flush=True)
         return 0
+
+
+def cmd_verify(args) -> int:
+    """Build each profile's fabric, run the commands `fabric plan` prints in a second set of
+    namespaces, and compare what the kernel holds in both (fabric.verify); verify.json in --out."""
+    from fabric import api, verify
+    from fabric.plan import build
+    from fabric.runner import new_run_id
+    profiles = [load(p) for p in args.profiles]
+    out = _out_dir(args)
+    if _needs_vm(next((p for p in profiles if p.impaired), profiles[0]), args):
+        return _run_in_microvm(profiles, args, out)
+    found, failed = [], False
+    for profile in profiles:
+        fab = api.Fabric(profile, scale=_host_ready(profile, args, calibrate=False)[1])
+        replica = build(profile, fab.plan.scale, run_id=new_run_id())
+        args.ui.log(f"fabric: {profile.source}: building {fab.plan.size_text()} (k = {fab.plan.scale:g}), then running "
+             f"its printed commands in namespaces of their own ({replica.prefix})")
+        def check():
+            with fab:
+                return verify.verify(fab.emulation, replica)
+        verdict, code = _attempt("verify", verify.VerifyError, check)
+        if code:
+            return code
+        counts = ", ".join(f"{n} {what}" for what, n in verdict.counts.items())
+        if verdict.differences:
+            failed = True
+            print(f"fabric verify: {profile.source}: {len(verdict.differences)} differences between the build and "
+                  f"the {verdict.commands} commands fabric plan prints:")
+            for d in verdict.differences[:20]:
+                print(f"  {d.text()}")
+        else:
+            print(f"fabric verify: {profile.source}: the build is what its {verdict.commands} printed commands "
+                  f"make, on {verdict.nodes} nodes: {counts}", flush=True)
+        found.append({"profile": str(profile.source), "scale": fab.plan.scale, "nodes": verdict.nodes,
+                      "commands": verdict.commands, "counts": verdict.counts,
+                      "differences": [d.text() for d in verdict.differences]})
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "verify.json").write_text(json.dumps({"profiles": found}, indent=1) + "\n")
+    return EXIT_FAILED if failed else 0
 
 
 def up_state(fab, pid: int) -> dict:
@@ -443,13 +498,10 @@ def cmd_compare(args) -> int:
     vm = microvm.inside()
     docs, dirs = [], []
     for i, profile in enumerate(profiles):
-        ready = _host_ready(profile, args, calibrate=True)
-        if isinstance(ready, int):
-            return ready
-        netem, choice = ready
-        _log(f"fabric compare: {profile.name} ({i + 1} of {len(profiles)}), scale k = {choice.k:g} ({choice.reason})")
+        netem, choice = _host_ready(profile, args, calibrate=True)
+        args.ui.log(f"fabric compare: {profile.name} ({i + 1} of {len(profiles)}), scale k = {choice.k:g} ({choice.reason})")
         algorithm = _algorithm(args, profile)
-        doc, code = _attempt("compare", RankError, lambda: execute(profile, choice.k, netem, log=_log, progress=_UI,
+        doc, code = _attempt("compare", RankError, lambda: execute(profile, choice.k, netem, log=args.ui.log, progress=args.ui,
                                                                    algorithm=algorithm))
         if code:
             return code
@@ -460,20 +512,20 @@ def cmd_compare(args) -> int:
         docs.append(doc)
     doc = compare.document(docs, dirs, args.workload or args.profiles[0])
     compare.write(out, doc)
-    _UI.close()
-    print(json.dumps(doc) if _JSON else compare.table(doc))
-    _log(f"fabric: wrote {out / 'compare.json'} and each fabric's results in {out}/<n>-<name>/")
-    _pictures(out)
+    args.ui.close()
+    print(json.dumps(doc) if args.json else compare.table(doc))
+    args.ui.log(f"fabric: wrote {out / 'compare.json'} and each fabric's results in {out}/<n>-<name>/")
+    _pictures(args, out)
     return EXIT_FAILED if any(r["correct"] is False for d in docs for r in d["results"]) else 0
 
 
-def _write_run(out: Path, doc: dict) -> int:
+def _write_run(args, out: Path, doc: dict) -> int:
     from fabric import report, results
     results.write(out, doc)
-    _UI.close()
-    print(json.dumps(doc) if _JSON else report.table(doc))
-    _log(f"fabric: wrote {out / 'results.json'} and the CSV files beside it")
-    _pictures(out)
+    args.ui.close()
+    print(json.dumps(doc) if args.json else report.table(doc))
+    args.ui.log(f"fabric: wrote {out / 'results.json'} and the CSV files beside it")
+    _pictures(args, out)
     if any(r["correct"] is False for r in doc["results"]):
         _err("some results were WRONG (see the check column)")
         return EXIT_FAILED
@@ -489,25 +541,22 @@ def cmd_sweep(args) -> int:
         return _sweep_sizes(args, data)
     over, values = ("delay", args.delay) if args.delay else ("ranks", args.ranks)
     sweep.variants(data, args.profile, over, values)   # every point checked before anything is built
-    started = _start(args, calibrate=True)
-    if isinstance(started, int):
-        return started
-    _, out, netem, extra, choice = started
+    _, out, netem, extra, choice = _start(args, calibrate=True)
     doc, code = _attempt("sweep", RankError,
-                         lambda: sweep.run(data, args.profile, over, values, choice.k, netem, log=_log, progress=_UI,
+                         lambda: sweep.run(data, args.profile, over, values, choice.k, netem, log=args.ui.log, progress=args.ui,
                                            algorithm=_algorithm(args, load(args.profile))))
     if code:
         return code
     doc.update(scale=choice.k, scale_reason=choice.reason, emulation=extra)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.json").write_text(json.dumps(doc, indent=1) + "\n")
-    _UI.close()
-    print(json.dumps(doc) if _JSON else sweep.table(doc))
-    _log(f"fabric: wrote {out / 'sweep.json'}")
+    args.ui.close()
+    print(json.dumps(doc) if args.json else sweep.table(doc))
+    args.ui.log(f"fabric: wrote {out / 'sweep.json'}")
     return 0
 
 
-def _pictures(folder: Path) -> None:
+def _pictures(args, folder: Path) -> None:
     """The PNGs and report.html beside the JSON.  Drawn on the host: inside the microVM the command that
     started it draws them once the VM is done (no font cache to build in a slow guest)."""
     from fabric import html, microvm
@@ -515,7 +564,7 @@ def _pictures(folder: Path) -> None:
         return
     paths = html.for_folder(folder)
     if paths:
-        _log(f"fabric: drew {', '.join(p.name for p in paths)} in {folder}")
+        args.ui.log(f"fabric: drew {', '.join(p.name for p in paths)} in {folder}")
 
 
 def cmd_report(args) -> int:
@@ -526,7 +575,7 @@ def cmd_report(args) -> int:
     try:
         if (run_dir / "compare.json").is_file():
             print(compare.table(compare.read_doc(run_dir)))
-            _pictures(run_dir)
+            _pictures(args, run_dir)
             return 0
         if (run_dir / "sweep.json").is_file() and not (run_dir / "results.json").is_file():
             print(sweep.table(sweep.read(run_dir)))
@@ -538,12 +587,8 @@ def cmd_report(args) -> int:
         return EXIT_INPUT
     results.write(run_dir, doc)          # the CSV files and nccl-tests.json, as this fabric writes them
     print(report.table(doc))
-    _pictures(run_dir)
+    _pictures(args, run_dir)
     return 0
-
-
-def _log(message: str) -> None:
-    _UI.log(message)
 
 
 def _attempt(what: str, failure: type, fn):
@@ -601,14 +646,11 @@ def _needs_vm(profile, args) -> bool:
 
 def cmd_probe(args) -> int:
     from fabric import api, probe, results
-    started = _start(args, calibrate=False)
-    if isinstance(started, int):
-        return started
-    profile, out, netem, extra, choice = started
+    profile, out, netem, extra, choice = _start(args, calibrate=False)
     fab = api.Fabric(profile, scale=choice)
     def run_probe():
         with fab:
-            return probe.probe(fab.emulation, args.count, log=_log)
+            return probe.probe(fab.emulation, args.count, log=args.ui.log)
     paths, code = _attempt("probe", RuntimeError, run_probe)
     if code:
         return code
@@ -618,7 +660,7 @@ def cmd_probe(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "probe.json").write_text(json.dumps(doc, indent=1) + "\n")
     print(probe.table(doc))
-    _log(f"fabric: wrote {out / 'probe.json'}")
+    args.ui.log(f"fabric: wrote {out / 'probe.json'}")
     return 0
 
 
@@ -648,23 +690,23 @@ def _run_in_microvm(profiles, args, out: Path) -> int:
     try:
         info = microvm.host_info()
         release = microvm.kernel()[1]
-        _log(f"fabric: {why}: running inside a microVM (kernel {release}, "
+        args.ui.log(f"fabric: {why}: running inside a microVM (kernel {release}, "
              f"{'KVM' if info.kvm else 'software emulation: KVM unavailable or hanging'})")
-        _UI.phase("booting the microVM")
+        args.ui.phase("booting the microVM")
         from fabric import work as works
         from fabric.plan import build
         biggest = max(works.buffer_bytes(works.build(build(p, 1.0), _algorithm(args, p))) for p in profiles)
         ranks = max(p.topology.ranks for p in profiles)
         if getattr(args, "ranks", None):   # a sweep over rank counts: room for its largest point
             ranks = max(ranks, max(args.ranks) * profiles[0].topology.domains)
-        code = microvm.run(inner, out, ranks, biggest, timeout_s=VM_RUN_LIMIT_S, on_line=_UI.feed)
-        _UI.close()
+        code = microvm.run(inner, out, ranks, biggest, timeout_s=VM_RUN_LIMIT_S, on_line=args.ui.feed)
+        args.ui.close()
     except microvm.MicroVMError as exc:
         _err(str(exc))
         return EXIT_HOST
     if code == 0 and (args.cmd in ("run", "compare", "sweep") and not getattr(args, "delay", None)
                       and not getattr(args, "ranks", None) or getattr(args, "capture", False)):
-        _pictures(out)    # from the JSON the guest wrote
+        _pictures(args, out)    # from the JSON the guest wrote
     return code
 
 
@@ -675,7 +717,7 @@ def cmd_calibrate(args) -> int:
         _err("; ".join(f"{c.name}: {c.detail} -> {c.fix}" for c in missing))
         return EXIT_HOST
     del HostUnfit
-    calibrate(log=_log)
+    calibrate(log=args.ui.log)
     return 0
 
 
@@ -747,6 +789,14 @@ def parser() -> argparse.ArgumentParser:
     up.add_argument("profile")
     up.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profile)")
     up.set_defaults(fn=cmd_up)
+    vp = sub.add_parser("verify", help="build each profile's fabric and check that the commands fabric plan "
+                                       "prints make the same links, addresses, routes, qdiscs, classes and filters")
+    vp.add_argument("profiles", nargs="+")
+    vp.add_argument("--scale", type=_scale_arg, help="time dilation k (overrides the profiles')")
+    vp.add_argument("--out", default="runs/verify", help="folder for verify.json")
+    vp.add_argument("--vm", choices=("auto", "always", "never"), default="auto",
+                    help="run inside a microVM with netem (auto: when a profile needs netem and this kernel lacks it)")
+    vp.set_defaults(fn=cmd_verify)
     sh = sub.add_parser("shell", help="a shell, or -- CMD [ARGS...], in a node of a fabric that is up, with its "
                                       "rank's environment (as fabric exec gives it)")
     sh.add_argument("node", help="h0.. for the ranks, s0.. and core for the bridges (fabric up lists them)")
@@ -773,9 +823,6 @@ def parser() -> argparse.ArgumentParser:
         fn=cmd_calibrate)
     sub.add_parser("cleanup", help="remove what crashed fabric runs left").set_defaults(fn=cmd_cleanup)
     return p
-
-
-_JSON = False    # --json: the results document on stdout instead of the table
 
 
 def _algorithm_arg(sp) -> None:
@@ -823,15 +870,16 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     from fabric import microvm
-    global _UI, _JSON
     argv = list(sys.argv[1:] if argv is None else argv)
     ours, command = _split_command(argv)
     args = parser().parse_args(ours)
     args.argv, args.command = ours, command   # ours: what the microVM runs again, before the command
-    _UI = Progress(quiet=getattr(args, "quiet", False), forward=microvm.inside() is not None)
-    _JSON = getattr(args, "json", False)
+    args.ui = Progress(quiet=getattr(args, "quiet", False), forward=microvm.inside() is not None)
+    args.json = getattr(args, "json", False)
     try:
         return args.fn(args)
+    except _Exit as exc:
+        return exc.code
     except ProfileError as exc:
         _err(str(exc))
         return EXIT_INPUT
@@ -842,7 +890,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     finally:
-        _UI.close()
+        args.ui.close()
 
 
 if __name__ == "__main__":

@@ -482,7 +482,7 @@ def _apply_op(ipr, op) -> None:
             ipr.link("set", index=idx, state="up" if op.up else "down")
         elif isinstance(op, events.Route):
             net, bits = op.dst.split("/")
-            ipr.route("replace", dst=net, dst_len=int(bits), oif=idx, scope=253)
+            ipr.route("replace", dst=net, dst_len=int(bits), oif=idx, scope=253, proto=3)   # ip route's own: boot
         else:
             _apply(ipr, idx, op.op, op.verb)
     except NetlinkError as exc:
@@ -495,7 +495,7 @@ def _apply(ipr, idx: int, op: tc.Op, verb: str = "add") -> None:
         ipr.tc(verb, "htb", index=idx, handle=tc.handle(0), default=op.default)
     elif isinstance(op, tc.Class):
         ipr.tc(f"{verb}-class", "htb", index=idx, handle=tc.handle(op.minor), parent=op.parent,
-               rate=_bytes_per_s(op.rate_bps), ceil=_bytes_per_s(op.ceil_bps), burst=op.burst, cburst=op.burst,
+               rate=tc.bytes_per_s(op.rate_bps), ceil=tc.bytes_per_s(op.ceil_bps), burst=op.burst, cburst=op.burst,
                quantum=op.quantum)
     elif isinstance(op, tc.Leaf):
         handle, parent = op.minor << 16, tc.handle(op.minor)
@@ -508,11 +508,6 @@ def _apply(ipr, idx: int, op: tc.Op, verb: str = "add") -> None:
     else:
         ipr.tc(f"{verb}-filter", "u32", index=idx, parent=tc.handle(0), prio=1, protocol=0x0800,
                target=tc.handle(op.minor), keys=[_u32_key(op.field, op.cidr)])
-
-
-def _bytes_per_s(bits_per_s: float) -> int:
-    """pyroute2 takes a bare number as bytes per second."""
-    return max(1, round(bits_per_s / 8))
 
 
 def _u32_key(field: str, cidr: str) -> str:

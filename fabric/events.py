@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from fabric import tc
+from fabric.dilation import Dilation
 from fabric.units import fmt_rate, fmt_time, parse_fraction, parse_rate
 
 KEYS = {"at", "link", "class", "state", "rate", "latency", "loss", "burst_loss"}
@@ -190,14 +191,14 @@ def steps(plan) -> list[Step]:
     """Every event of the plan's profile as a Step, in order, each from the fabric as the ones
     before it left it.  A step whose `lost` is not empty is where a run stops."""
     from fabric.plan import frame, shaping
-    topo, k = plan.profile.topology, plan.scale
+    topo, dil = plan.profile.topology, plan.dilation
     shapers = dict(plan.shapers)
     class_rate = {name: link.rate_bps for name, link in plan.profile.links.items()}
     installed = {node: dict(routes) for node, routes in plan.routes.items()}    # node -> {dst: dev}
     down: set[str] = set()
     out = []
     for i, event in enumerate(plan.profile.events):
-        step = Step(i, event, event.at_s * k)
+        step = Step(i, event, dil.emulated(event.at_s))
         links = topo.links_named(plan, event.link) if event.link else \
             [l for l in plan.links if l.link_class == event.link_class]
         if event.state:
@@ -229,8 +230,8 @@ def steps(plan) -> list[Step]:
                 # its ratio); a link's is its own
                 factor = 1.0 if event.rate_bps is None else (
                     event.rate_bps / class_rate[event.link_class] if event.link_class else
-                    event.rate_bps / k / old.rate_bps)
-                new = _changed(old, event, k, factor)
+                    dil.emulated_rate(event.rate_bps) / old.rate_bps)
+                new = _changed(old, event, dil, factor)
                 if event.rate_bps is not None:
                     burst, quantum = shaping(new.rate_bps, f)
                     new = replace(new, burst=burst, quantum=quantum)
@@ -253,7 +254,7 @@ def steps(plan) -> list[Step]:
     return out
 
 
-def _changed(shaper, event: Event, k: float, factor: float):
+def _changed(shaper, event: Event, dil: Dilation, factor: float):
     """The shaper with the event's change: its rate x factor (each class's guarantee in
     proportion); the latency on the classes that carry one; a loss on every class (each way a
     packet crosses the link loses it once)."""
@@ -261,7 +262,7 @@ def _changed(shaper, event: Event, k: float, factor: float):
     for b in shaper.bands:
         b = replace(b, rate_bps=b.rate_bps * factor)
         if event.latency_s is not None and b.delay_s > 0:
-            b = replace(b, delay_s=event.latency_s * k)
+            b = replace(b, delay_s=dil.emulated(event.latency_s))
         if event.loss is not None:
             b = replace(b, loss=event.loss, burst_loss=None)
         if event.burst_loss is not None:

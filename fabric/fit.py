@@ -9,6 +9,8 @@ least squares would let the largest sizes decide the latency term alone.
 """
 from __future__ import annotations
 
+from fabric.dilation import Dilation
+
 
 def line(sizes: list[float], times: list[float]) -> tuple[float, float]:
     """(A, B) minimising Σ((A + B·S - t) / t)²."""
@@ -28,6 +30,7 @@ def alpha_beta(results: list[dict], k: float) -> dict:
     """Per op in `results` with at least two sizes: the fitted latency term (real µs) and
     effective bandwidth of the bottleneck link (real bit/s), each beside the profile's (the
     same fit over the α-β model's times) and their difference."""
+    dil = Dilation(k)
     out = {}
     for op in dict.fromkeys(r["op"] for r in results):
         rows = [r for r in results if r["op"] == op]
@@ -36,8 +39,8 @@ def alpha_beta(results: list[dict], k: float) -> dict:
         sizes = [r["bytes"] for r in rows]
         a, b = line(sizes, [r["time_us"]["p50"] for r in rows])
         ma, mb = line(sizes, [r["model_time_us"] for r in rows])
-        link_bps = rows[0]["link_GBps"] * 8e9 * k            # the bottleneck link, real
-        out[op] = {"alpha_us": a / k, "profile_alpha_us": ma / k, "alpha_diff": a / ma - 1 if ma > 0 else None,
+        link_bps = dil.real_rate(rows[0]["link_GBps"] * 8e9)            # the bottleneck link, real
+        out[op] = {"alpha_us": dil.real(a), "profile_alpha_us": dil.real(ma), "alpha_diff": a / ma - 1 if ma > 0 else None,
                    "beta_bps": link_bps * mb / b if b > 0 else None, "profile_beta_bps": link_bps,
                    "beta_diff": mb / b - 1 if b > 0 else None, "sizes": len(rows),
                    # Hockney's n½: the size whose bandwidth term equals the latency term (k cancels)

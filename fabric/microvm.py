@@ -60,6 +60,17 @@ def kernel() -> tuple[str, str] | None:
     return None
 
 
+VM_NODE = "virtme-ng"    # the host name virtme-ng gives the guest: part of its calibration's key
+
+
+def calibration() -> scale.Calibration | None:
+    """The calibration a run inside the microVM measured and cached (None: none yet), as the
+    host sees it before booting: a plan made here for a run that goes there needs the guest's
+    figures, a software-emulated CPU's (k 10x the host's)."""
+    found = kernel()
+    return scale.cached(scale.host_key(VM_NODE, found[1], os.cpu_count() or 1)) if found else None
+
+
 def vng() -> str | None:
     here = Path(sys.executable).parent / "vng"
     return str(here) if here.exists() else shutil.which("vng")

@@ -50,7 +50,7 @@ def predict(plan: Plan, parts: list[Part]) -> Prediction:
 
 
 def _simulate(plan: Plan, parts: list[Part], bandwidth: bool):
-    k = plan.scale
+    dil = plan.dilation
     programs, xfers, item = {}, [], []
     for p, part in enumerate(parts):
         if part.kind == "call" and part.schedule is not None:
@@ -115,7 +115,7 @@ def _simulate(plan: Plan, parts: list[Part], bandwidth: bool):
             elif kind == PAUSE:
                 if op.seconds > 0:
                     pc[r] += 1
-                    push(now + op.seconds * k, "run", r)
+                    push(now + dil.emulated(op.seconds), "run", r)
                     return
             elif kind == MARK:
                 marks[op.x] = max(marks.get(op.x, 0.0), now)

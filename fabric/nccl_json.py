@@ -18,6 +18,8 @@ from __future__ import annotations
 import statistics
 import time
 
+from fabric.dilation import Dilation
+
 VERSION = 3           # nccl-tests' JSON_FILE_VERSION whose layout this follows
 
 
@@ -37,7 +39,7 @@ def document(doc: dict, argv: list[str] | None = None) -> dict:
                       "devices": [{"rank": r, "group": 0, "pid": None, "hostname": f"{emu.get('run_id', 'fab')}h{r}",
                                    "device": 0, "device_hex": "", "device_info": "fabric rank"}
                                   for r in range(emu["ranks"])]},
-           "results": [_result(r, k) for r in results]}
+           "results": [_result(r, Dilation(k)) for r in results]}
     wrong = sum(r["correct"] is False for r in results)
     out["out_of_bounds"] = {"count": wrong, "okay": "true" if wrong == 0 else "false"}
     mean = sum(r["projected"]["busbw_GBps"] for r in results) / len(results) if results else 0.0
@@ -46,9 +48,9 @@ def document(doc: dict, argv: list[str] | None = None) -> dict:
     return out
 
 
-def _result(r: dict, k: float) -> dict:
+def _result(r: dict, dil: Dilation) -> dict:
     p = r["projected"]
-    per_rank = [[t / k for t in times] for times in r["rank_time_us"]]
+    per_rank = [[dil.real(t) for t in times] for times in r["rank_time_us"]]
     slowest = [max(times[i] for times in per_rank) for i in range(min(map(len, per_rank)))] if per_rank else []
     ranked = sorted(slowest) or [0.0]
     avg = statistics.fmean(ranked)

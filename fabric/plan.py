@@ -29,6 +29,7 @@ import os
 from dataclasses import dataclass, field, replace
 
 from fabric import tc
+from fabric.dilation import Dilation
 from fabric.profile import LinkClass, Profile
 
 PREFIX = "fab"                 # every kernel object and process a run makes carries fab<run id>
@@ -243,6 +244,10 @@ class Plan:
         return f"{PREFIX}{self.run_id}"
 
     @property
+    def dilation(self) -> Dilation:
+        return Dilation(self.scale)
+
+    @property
     def hosts(self) -> list[Node]:
         return sorted((n for n in self.nodes if n.kind == "host"), key=lambda n: n.rank)
 
@@ -292,9 +297,8 @@ class Plan:
                 for n, intf in ((link.a_node, link.a_intf), (link.b_node, link.b_intf)) if n == node]
 
     def emulated(self, link: LinkClass) -> LinkClass:
-        """A link class as emulated: rate / k, times x k."""
-        k = self.scale
-        return replace(link, rate_bps=link.rate_bps / k, latency_s=link.latency_s * k, jitter_s=link.jitter_s * k)
+        """A link class as emulated (fabric.dilation)."""
+        return self.dilation.link(link)
 
     def size_text(self) -> str:
         """What building this plan makes, for the log."""
@@ -333,6 +337,7 @@ class Plan:
                          f"peer name {link.b_intf} mtu {self.mtu} netns <{link.b_node}>")
         for node in self.nodes:
             lines += [f"{node.name} {line}" for line in self.node_setup(node.name)]
+            lines.append(f"{node.name} ip link set lo up")
         for node in self.hosts:
             lines.append(f"{node.name} ip addr add {node.ip}/{PREFIX_LEN} dev {self.host_intf(node.rank)}")
             lines += [f"{node.name} ip link set {intf} up" for intf in self.interfaces(node.name)]
@@ -343,7 +348,7 @@ class Plan:
             for intf in self.interfaces(sw.name):
                 lines.append(f"{sw.name} ip link set {intf} " + ("master {sw.name} up" if intf in self.bridged(sw.name)
                                                                   else "up").format(sw=sw))
-            lines.append(f"{sw.name} ip link set {sw.name} up")
+            lines.append(f"{sw.name} ip link set {sw.name} mtu {self.mtu} up")
             lines += [f"{sw.name} ip addr add {cidr} dev {dev}" for dev, cidr in self.addresses.get(sw.name, [])]
             lines += [Route(sw.name, dst, dev).text() for dst, dev in self.routes.get(sw.name, [])]
         for s in self.shapers.values():

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from collectives import COLLECTIVES
+from fabric.dilation import Dilation
 
 
 def _pyplot():
@@ -29,7 +30,7 @@ def busbw_vs_size(docs: list[dict]):
     fig, ax = _figure()
     drawn = False
     for doc in docs:
-        k, n = doc["scale"], doc["emulation"]["ranks"]
+        dil, n = Dilation.of(doc), doc["emulation"]["ranks"]
         for op in dict.fromkeys(r["op"] for r in doc["results"]):
             rows = [r for r in doc["results"] if r["op"] == op]
             if len(rows) < 2:
@@ -38,11 +39,11 @@ def busbw_vs_size(docs: list[dict]):
             name = f"{doc['profile']['name']} {op}" if len(docs) > 1 else op
             line, = ax.plot(sizes, [r["projected"]["busbw_GBps"] for r in rows], "o-", label=f"{name} measured")
             factor = COLLECTIVES[op].bus_factor(n)
-            ax.plot(sizes, [r["bytes"] / (r["model_time_us"] / k * 1e-6) / 1e9 * factor for r in rows], "--",
+            ax.plot(sizes, [r["bytes"] / (dil.real(r["model_time_us"]) * 1e-6) / 1e9 * factor for r in rows], "--",
                     color=line.get_color(), label=f"{name} α-β model")
             # the bottleneck at the largest size (small sizes may be bound elsewhere)
-            ax.axhline(rows[-1]["link_GBps"] * k, color=line.get_color(), linestyle=":", linewidth=1,
-                       label=f"{name} link {rows[-1]['link_GBps'] * k:.3g} GB/s")
+            link = dil.real_rate(rows[-1]["link_GBps"])
+            ax.axhline(link, color=line.get_color(), linestyle=":", linewidth=1, label=f"{name} link {link:.3g} GB/s")
             drawn = True
     if not drawn:
         _pyplot().close(fig)
@@ -65,11 +66,11 @@ def latency_cdf(doc: dict):
         return None
     base = {(r["op"], r["bytes"]): r for r in (doc.get("stragglers") or {}).get("baseline", {}).get("results", [])}
     fig, ax = _figure()
-    k = doc["scale"]
+    dil = Dilation.of(doc)
     for r in doc["results"]:
         runs = [("", r)] + ([(" baseline", base[(r["op"], r["bytes"])])] if (r["op"], r["bytes"]) in base else [])
         for suffix, rec in runs:
-            times = sorted(t / k for t in slowest(rec["rank_time_us"]))
+            times = sorted(dil.real(t) for t in slowest(rec["rank_time_us"]))
             frac = [(i + 1) / len(times) for i in range(len(times))]
             line, = ax.step(times, frac, where="post", linestyle="--" if suffix else "-",
                             label=f"{r['op']} {r['bytes']} B{suffix}")
@@ -93,7 +94,7 @@ def skew_strip(doc: dict):
         return None
     plt = _pyplot()
     fig, axes = plt.subplots(len(records), 1, figsize=(6.4, 0.4 + 1.1 * len(records)), dpi=100, squeeze=False)
-    k = doc["scale"]
+    dil = Dilation.of(doc)
     for ax, (name, per_rank) in zip(axes[:, 0], records):
         iters = len(per_rank[0])
         grid = []
@@ -101,7 +102,7 @@ def skew_strip(doc: dict):
             row = []
             for i in range(iters):
                 present = [r[i] for r in per_rank if r[i] is not None]
-                row.append((rank[i] - min(present)) / k if rank[i] is not None else math.nan)
+                row.append(dil.real(rank[i] - min(present)) if rank[i] is not None else math.nan)
             grid.append(row)
         image = ax.imshow(grid, aspect="auto", cmap="magma_r", interpolation="nearest")
         ax.set_title(name, fontsize=8, loc="left")

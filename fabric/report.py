@@ -3,6 +3,7 @@ tail (p99), the bottleneck link and bus efficiency, the α-β model, and the rea
 from __future__ import annotations
 
 from collectives.algorithms import ALGORITHMS, BASELINE
+from fabric.dilation import Dilation
 from fabric.results import lossless_dropped
 from fabric.stats import fmt, fmt_interval, needed
 from fabric.units import fmt_rate, fmt_time
@@ -181,14 +182,14 @@ def ops_table(doc: dict) -> list[str]:
                                                       if a in ALGORITHMS and current in ALGORITHMS[a].ops))
             lines.append("#" + " ".join(f"{name:>{w}}" for name, _, w in _COLS)[1:])
             lines.append("#" + " ".join(f"{unit:>{w}}" for _, unit, w in _COLS)[1:])
-        t, p, k = r["time_us"], r["projected"], doc["scale"]
+        t, p, dil = r["time_us"], r["projected"], Dilation.of(doc)
         n = t.get("n", r["iters"])
-        p99 = fmt(t["p99"], n) if t["p99"] is None else _t(t["p99"] / k)
+        p99 = fmt(t["p99"], n) if t["p99"] is None else _t(dil.real(t["p99"]))
         cells = [r["bytes"], r["count"], r["type"], REDOP.get(r["op"], "none"), r.get("root", -1),
                  _t(p["time_us"]), _g(p["algbw_GBps"]), _g(p["busbw_GBps"]),
                  {True: "0", False: "WRONG", None: "N/A"}[r["correct"]],
-                 _algo(r), n, p99, _g(r["link_GBps"] * k), f"{r['bus_efficiency']:.2f}",
-                 _t(r["model_time_us"] / k), f"{r['measured_over_model']:.2f}",
+                 _algo(r), n, p99, _g(dil.real_rate(r["link_GBps"])), f"{r['bus_efficiency']:.2f}",
+                 _t(dil.real(r["model_time_us"])), f"{r['measured_over_model']:.2f}",
                  f"{t['p50']:.1f}", _g(r["algbw_GBps"]), _g(r["busbw_GBps"])]
         lines.append(" ".join(f"{str(c):>{w}}" for c, (_, _, w) in zip(cells, _COLS)))
     wrong = sum(r["correct"] is False for r in doc["results"])

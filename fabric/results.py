@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from collectives import COLLECTIVES
+from fabric.dilation import Dilation
 from fabric.plan import Plan
 from fabric.ranks import RankResult, RankWorkload
 from fabric.stats import ratio_interval, summary, tail
@@ -51,7 +52,7 @@ def summarize(plan: Plan, work: list, rank_results: list[RankResult]) -> list[Re
     by_rank: dict[int, list[RankResult]] = {}
     for rr in rank_results:                   # each rank's records come in the order of the work
         by_rank.setdefault(rr.rank, []).append(rr)
-    n, k = plan.ranks, plan.scale
+    n, dil = plan.ranks, plan.dilation
     out = []
     for j, w in enumerate(w for w in work if w.op):
         op, nbytes, per_rank = w.op, w.nbytes, [by_rank[r][j] for r in sorted(by_rank)]
@@ -69,18 +70,19 @@ def summarize(plan: Plan, work: list, rank_results: list[RankResult]) -> list[Re
             op=op, bytes=nbytes, count=nbytes // coll.ITEM, type=coll.dtype, ranks=n, algorithm=w.algorithm,
             iters=iters,
             time_us=stats, algbw_GBps=algbw, busbw_GBps=busbw,
-            projected={"time_us": stats["p50"] / k, "algbw_GBps": algbw * k, "busbw_GBps": busbw * k},
+            projected={"time_us": dil.real(stats["p50"]), "algbw_GBps": dil.real_rate(algbw),
+                       "busbw_GBps": dil.real_rate(busbw)},
             link_GBps=link, bus_efficiency=busbw / link, model_time_us=model_us,
             measured_over_model=stats["p50"] / model_us if model_us > 0 else float("nan"),
             correct=None if per_rank[0].correct is None else all(rr.correct for rr in per_rank),
             late_starts=sum(rr.late_starts for rr in per_rank),
             rank_time_us=[[t * 1e6 for t in rr.times_s] for rr in per_rank],
-            **skew([rr.times_s for rr in per_rank], k),
+            **skew([rr.times_s for rr in per_rank], dil),
         ))
     return out
 
 
-def skew(per_rank: list[list[float | None]], k: float) -> dict:
+def skew(per_rank: list[list[float | None]], dil: Dilation) -> dict:
     """DeepSpeed-style skew: per rank, the mean of (own time - fastest rank's time) over the
     iterations, real µs; and how often each rank finished last.  None = not taking part."""
     n, iters = len(per_rank), len(per_rank[0])
@@ -93,7 +95,7 @@ def skew(per_rank: list[list[float | None]], k: float) -> dict:
         for t, r in times:
             total[r] += t - fastest
         last[max(times)[1]] += 1
-    return {"skew_us": [x / iters / k * 1e6 if per_rank[r][0] is not None else None for r, x in enumerate(total)],
+    return {"skew_us": [dil.real(x / iters) * 1e6 if per_rank[r][0] is not None else None for r, x in enumerate(total)],
             "last_counts": last}
 
 
@@ -102,7 +104,7 @@ def summarize_workloads(plan: Plan, work: list, rank_runs: list[RankWorkload]) -
     the α-β prediction, the kind's own figures on the real fabric (workloads/*.py: figures),
     the algorithm of each collective phase, and per-rank skew."""
     from workloads.base import Timings
-    k, out = plan.scale, []
+    dil, out = plan.dilation, []
     for i, item in enumerate(w for w in work if not w.op):
         entry = item.spec
         per_rank = sorted((r for r in rank_runs if r.entry == i), key=lambda r: r.rank)
@@ -123,18 +125,18 @@ def summarize_workloads(plan: Plan, work: list, rank_runs: list[RankWorkload]) -
             iteration.append(max((e for e in ends if e is not None), default=0.0))   # dp with math: add has no phases
             for label, v in sums.items():
                 by_label.setdefault(label, []).append(v)
-        t = Timings(k, iteration, by_label)
+        t = Timings(dil, iteration, by_label)
         model = item.seconds
         stats = summary(iteration, 1e6)
         out.append({
             "kind": w.kind, "label": entry.label, "config": entry.config, "ranks": plan.ranks, "iters": iters,
             "algorithms": {c.label: c.algorithm for c in item.choices},
-            "iteration_us": stats, "projected_iteration_us": summary(iteration, 1e6 / k),
-            "phases_us": {label: summary(v, 1e6 / k)["p50"] for label, v in by_label.items()},
+            "iteration_us": stats, "projected_iteration_us": summary(iteration, dil.real(1e6)),
+            "phases_us": {label: summary(v, dil.real(1e6))["p50"] for label, v in by_label.items()},
             "model_iteration_us": model * 1e6, "measured_over_model": stats["p50"] / (model * 1e6) if model else None,
             "figures": w.figures(t), "correct": all(r.correct for r in per_rank),
             "late_starts": sum(r.late_starts for r in per_rank),
-            "rank_time_us": [[x * 1e6 if x is not None else None for x in o] for o in own], **skew(own, k),
+            "rank_time_us": [[x * 1e6 if x is not None else None for x in o] for o in own], **skew(own, dil),
         })
     return out
 
@@ -150,7 +152,7 @@ def slowdown(baseline: dict, straggled: dict) -> list[dict]:
     invocation: real µs and ratios at p50, p95, p99 (None where either run's samples cannot
     carry the percentile), the p50 ratio's bootstrap 95 % interval, each run's sample count,
     and the straggler run's skew."""
-    k = straggled["scale"]
+    dil = Dilation.of(straggled)
     pairs = [(f"{a['op']} {a['bytes']} B", a, b) for a, b in zip(baseline["results"], straggled["results"])]
     pairs += [(a["label"], a, b) for a, b in zip(baseline["workloads"], straggled["workloads"])]
     out = []
@@ -160,9 +162,9 @@ def slowdown(baseline: dict, straggled: dict) -> list[dict]:
         both = {q: v for q, v in at.items() if None not in v}
         ci = ratio_interval(base, slow)
         out.append({"name": name, "samples": {"baseline": len(base), "straggler": len(slow)},
-                    "baseline_us": {q: None if v[0] is None else v[0] / k for q, v in at.items()},
-                    "straggler_us": {q: None if v[1] is None else v[1] / k for q, v in at.items()},
-                    "added_us": {q: (v[1] - v[0]) / k if q in both else None for q, v in at.items()},
+                    "baseline_us": {q: None if v[0] is None else dil.real(v[0]) for q, v in at.items()},
+                    "straggler_us": {q: None if v[1] is None else dil.real(v[1]) for q, v in at.items()},
+                    "added_us": {q: dil.real(v[1] - v[0]) if q in both else None for q, v in at.items()},
                     "ratio": {q: v[1] / v[0] if q in both and v[0] else None for q, v in at.items()},
                     "ratio_ci": {"p50": None if ci is None else list(ci)},
                     "skew_us": b["skew_us"], "last_counts": b["last_counts"]})

@@ -14,6 +14,7 @@ from pathlib import Path
 from collectives.algorithms import AUTO
 from fabric import cleanup, host, ranks, recorder, results, scale
 from fabric import work as works
+from fabric.dilation import Dilation
 from fabric.emulation import Emulation
 from fabric.events import Timeline
 from fabric.plan import Plan, build, lossy_buffer
@@ -44,11 +45,12 @@ def new_run_id() -> str:
 def delay_laws(profile: Profile, k: float) -> dict[int, list[tuple]]:
     """rank -> its lateness laws (collectives.delays), emulated seconds."""
     from fabric.profile import SlowRank
+    dil = Dilation(k)
     laws: dict[int, list[tuple]] = {}
     for s in profile.stragglers:
         if isinstance(s, SlowRank):
             for r in s.ranks:
-                laws.setdefault(r, []).append((s.distribution, s.delay_s * k, s.std_s * k, s.shape))
+                laws.setdefault(r, []).append((s.distribution, dil.emulated(s.delay_s), dil.emulated(s.std_s), s.shape))
     return laws
 
 

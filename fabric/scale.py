@@ -54,8 +54,10 @@ DEFAULT = Calibration(overhead_s=300e-6, capacity_bps=4e9,
                       method="default figures (not measured on this host; run `fabric calibrate` as root)")
 
 
-def host_key() -> str:
-    return f"{platform.node()}|{platform.release()}|{os.cpu_count()}|v{CALIBRATION_VERSION}"
+def host_key(node: str | None = None, release: str | None = None, cpus: int | None = None) -> str:
+    """The cache key of a host's calibration: this host's, or (all three given) another's."""
+    return (f"{node or platform.node()}|{release or platform.release()}|{cpus or os.cpu_count()}"
+            f"|v{CALIBRATION_VERSION}")
 
 
 def cache_path() -> Path:
@@ -71,10 +73,11 @@ def _entries() -> dict:
         return {}
 
 
-def cached() -> Calibration | None:
-    """This host's calibration (the host and its microVM are different hosts: other kernel)."""
+def cached(key: str | None = None) -> Calibration | None:
+    """This host's calibration, or the one stored under `key` (the host and its microVM are
+    different hosts: other kernel, other CPU speed)."""
     try:
-        return Calibration(**_entries()[host_key()])
+        return Calibration(**_entries()[key or host_key()])
     except (KeyError, TypeError):
         return None
 

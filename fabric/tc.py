@@ -63,8 +63,8 @@ def text(op: Op, dev: str, verb: str = "add") -> str:
         return f"tc qdisc {verb} dev {dev} root handle 1: htb default {op.default:x}"
     if isinstance(op, Class):
         parent = "1:" if op.parent == 0x10000 else f"1:{op.parent & 0xFFFF:x}"
-        return (f"tc class {verb} dev {dev} parent {parent} classid 1:{op.minor:x} htb rate {_kbit(op.rate_bps)} "
-                f"ceil {_kbit(op.ceil_bps)} burst {op.burst}b cburst {op.burst}b quantum {op.quantum}")
+        return (f"tc class {verb} dev {dev} parent {parent} classid 1:{op.minor:x} htb rate {_rate(op.rate_bps)} "
+                f"ceil {_rate(op.ceil_bps)} burst {op.burst}b cburst {op.burst}b quantum {op.quantum}")
     if isinstance(op, Leaf):
         if verb == "delete":
             return f"tc qdisc delete dev {dev} parent 1:{op.minor:x} handle {op.minor:x}:"
@@ -74,5 +74,13 @@ def text(op: Op, dev: str, verb: str = "add") -> str:
             f"flowid 1:{op.minor:x}")
 
 
-def _kbit(bps: float) -> str:
-    return f"{max(1, round(bps / 1000))}kbit"
+def bytes_per_s(bps: float) -> int:
+    """A rate as the kernel holds it (HTB's rates are whole bytes per second): the one rounding
+    both the printed command and the netlink call make."""
+    return max(1, round(bps / 8))
+
+
+def _rate(bps: float) -> str:
+    """tc's spelling of exactly that rate: kbit where it is a whole number of them, else bit."""
+    bits = bytes_per_s(bps) * 8
+    return f"{bits // 1000}kbit" if bits % 1000 == 0 else f"{bits}bit"

@@ -8,6 +8,7 @@ with the expectation spelled out, so the profile loader can name the key.
 """
 from __future__ import annotations
 
+import math
 import re
 
 _NUMBER = r"([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)"
@@ -27,7 +28,10 @@ def _split(text, what: str) -> tuple[float, str]:
     m = re.fullmatch(r"\s*" + _NUMBER + r"\s*([A-Za-zµ/%]*)\s*", str(text))
     if not m:
         raise UnitError(f"expected {what}, got {text!r}")
-    return float(m.group(1)), m.group(2)
+    value = float(m.group(1))
+    if not math.isfinite(value):       # 1e999 reads as infinity
+        raise UnitError(f"expected {what}, got {text!r} (not a finite number)")
+    return value, m.group(2)
 
 
 def parse_rate(text) -> float:

@@ -17,6 +17,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session")
+def one_vm(request, tmp_path_factory):
+    """The microVM commands of every selected test module using this fixture (each module's
+    vm_commands), run in one boot (one_boot.Booted)."""
+    import one_boot
+    from fabric import host, microvm
+    if not host.netem_available() and microvm.missing():
+        pytest.fail("no netem here and the microVM path is missing: " + "; ".join(microvm.missing()))
+    modules = {item.module for item in request.session.items if "one_vm" in item.fixturenames}
+    return one_boot.shared(list(modules), tmp_path_factory.mktemp("vm"))
+
+
 @pytest.fixture
 def write_profile(tmp_path):
     """Write a profile dict (or YAML text) to a file and return its path."""

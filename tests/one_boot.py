@@ -1,5 +1,9 @@
 """Many fabric commands in one microVM boot (or on this kernel, where it has netem).
 
+Every selected test module that needs the microVM (test_labs, test_microvm) says what it runs
+with a `vm_commands(folder)`; the session's first such test runs them all in one boot
+(`shared`, the `one_vm` fixture of conftest.py), which saves a boot and a torch import.
+
 One Python process runs the commands in turn (fabric.cli.main), so the microVM boots once and
 torch is imported once for all of them: each costs ~25 s and ~35 s in the software-emulated
 microVM.  Each command's stdout and stderr (its ranks' too: the file descriptors) go to
@@ -12,6 +16,7 @@ import json
 import shlex
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from conftest import ROOT
@@ -69,3 +74,36 @@ def run(commands: dict[str, list[str]], d: Path, ranks: int, max_bytes: int, lim
                      stdout.read_text() if stdout.exists() else "",
                      stderr.read_text()[-3000:] if stderr.exists() else "")
     return out
+
+
+@dataclass(frozen=True)
+class Commands:
+    """What one test module runs in the shared boot."""
+    argv: dict[str, list[str]]      # name (unique across modules) -> fabric argv
+    ranks: int                      # the most ranks one of them runs (sizes the VM's memory)
+    max_bytes: int                  # the largest message one of them moves
+    limit_s: float                  # how long they may take together
+
+
+@dataclass(frozen=True)
+class Booted:
+    folder: Path                    # a module's files are in folder / its name
+    done: dict                      # name -> (exit code or None, stdout, stderr tail), every module's
+
+    def module(self, name: str) -> Path:
+        return self.folder / name
+
+
+def shared(modules: list, d: Path) -> Booted:
+    """Every module's vm_commands(its folder under d) in one boot (a module's None: nothing)."""
+    wanted = [(m, m.vm_commands(d / m.__name__)) for m in sorted(modules, key=lambda m: m.__name__)]
+    wanted = [(m, c) for m, c in wanted if c is not None]      # None: that module's tests skip here
+    if not wanted:
+        return Booted(d, {})
+    argv: dict[str, list[str]] = {}
+    for m, c in wanted:
+        clash = set(argv) & set(c.argv)
+        assert not clash, f"{m.__name__}: command names used twice: {sorted(clash)}"
+        argv.update(c.argv)
+    return Booted(d, run(argv, d, ranks=max(c.ranks for _, c in wanted),
+                         max_bytes=max(c.max_bytes for _, c in wanted), limit_s=sum(c.limit_s for _, c in wanted)))

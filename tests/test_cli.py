@@ -5,6 +5,7 @@ import pytest
 
 from conftest import flat
 from fabric import cli, host
+from fabric.profile import load as load_profile
 
 
 def test_plan_prints_scale_topology_and_commands(write_profile, capsys):
@@ -21,6 +22,34 @@ def test_plan_prints_scale_topology_and_commands(write_profile, capsys):
 def test_scale_flag_overrides(write_profile, capsys):
     assert cli.main(["plan", str(write_profile(flat())), "--scale", "50"]) == 0
     assert "scale k = 50 (fixed with --scale)" in capsys.readouterr().out
+
+
+def test_plan_without_netem_uses_the_microvms_figures_and_says_so(write_profile, tmp_path, capsys, monkeypatch):
+    """A run of a profile with latency on a kernel without netem goes to the microVM, so the
+    plan's k is the one the guest's figures give, and the plan says whose figures they are."""
+    from dataclasses import asdict
+    from fabric import microvm, scale
+    from test_profile import IB
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(host, "netem_available", lambda: False)
+    monkeypatch.setattr(microvm, "kernel", lambda: ("/boot/vmlinuz-9.9.9-test", "9.9.9-test"))
+    path = write_profile(IB)
+    assert cli.main(["plan", str(path)]) == 0
+    first = capsys.readouterr().out.splitlines()[1]
+    assert "a run here goes to the microVM" in first and "measures its own figures on its first run" in first
+    host_k = float(first.split()[4])
+    key = scale.host_key(microvm.VM_NODE, "9.9.9-test", os.cpu_count())
+    slow = scale.Calibration(overhead_s=4e-3, capacity_bps=0.8e9, method="measured 2026-12-06 23:35 on this host",
+                             key=key, add_Bps=0.8e9)
+    scale.store(slow)
+    assert cli.main(["plan", str(path)]) == 0
+    first = capsys.readouterr().out.splitlines()[1]
+    assert "host figures: the microVM's (kernel 9.9.9-test), measured 2026-12-06 23:35 there" in first
+    assert float(first.split()[4]) == scale.choose(load_profile(path), slow).k > host_k
+    monkeypatch.setattr(host, "netem_available", lambda: True)     # netem here: the host's own figures
+    assert cli.main(["plan", str(path)]) == 0
+    assert "microVM" not in capsys.readouterr().out.splitlines()[1]
+    assert asdict(scale.cached(key)) == asdict(slow)
 
 
 def test_bad_scale_flag_is_exit_2(write_profile, capsys):

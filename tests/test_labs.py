@@ -3,8 +3,8 @@
 Every lab in labs/ states what its commands show; each test here runs those commands (the
 lab's own files, with fewer iterations, tokens or fabrics: `_shrink`) and asserts the
 direction of the effect, not its numbers.  Where the kernel has no netem, all of them run in
-one microVM (one boot for every lab); the pure test checks that every command a lab's README
-gives parses and names files that exist.
+one microVM boot, the one test_microvm's commands share (conftest.one_vm); the pure test
+checks that every command a lab's README gives parses and names files that exist.
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ import yaml
 
 import one_boot
 from conftest import ROOT
-from fabric import host, microvm
 
 LABS = ROOT / "labs"
 
@@ -117,16 +116,20 @@ def _commands(d: Path) -> dict[str, list[str]]:
     }
 
 
-@pytest.fixture(scope="module")
-def labs(tmp_path_factory):
-    """Run every lab's reduced commands once, in one microVM boot; {name: (exit code, output
-    folder, stderr)}."""
-    if not host.netem_available() and microvm.missing():
-        pytest.fail("no netem here and the microVM path is missing: " + "; ".join(microvm.missing()))
-    d = tmp_path_factory.mktemp("labs")
+def vm_commands(d: Path) -> one_boot.Commands:
+    """Every lab's reduced commands, their files and output folders in d (the shared boot)."""
+    d.mkdir(parents=True, exist_ok=True)
     commands = {name: argv + ["--out", str(d / name), "--quiet"] for name, argv in _commands(d).items()}
-    done = one_boot.run(commands, d, ranks=8, max_bytes=16 << 20, limit_s=40 * 60)
-    return {name: (code, d / name, err) for name, (code, _, err) in done.items()}
+    return one_boot.Commands(commands, ranks=8, max_bytes=16 << 20, limit_s=40 * 60)
+
+
+@pytest.fixture(scope="module")
+def labs(one_vm):
+    """Every lab's reduced commands, run once in the session's one microVM boot; {name: (exit
+    code, output folder, stderr)}."""
+    booted = one_vm
+    d = booted.module(__name__)
+    return {name: (booted.done[name][0], d / name, booted.done[name][2]) for name in _commands(d)}
 
 
 def _ok(labs, name) -> Path:

@@ -40,3 +40,10 @@ def test_fractions(text, frac):
 def test_bad_values_name_what_was_expected(parser, text):
     with pytest.raises(UnitError, match="expected"):
         parser(text)
+
+
+def test_a_number_too_large_for_a_float_is_the_one_line_error():
+    """Found by the profile fuzz: bytes: 1e999 read as infinity and ended in an OverflowError."""
+    for parse in (parse_size, parse_rate, parse_time):
+        with pytest.raises(UnitError, match="not a finite number"):
+            parse("1e999")

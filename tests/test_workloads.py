@@ -3,6 +3,7 @@ import random
 
 import pytest
 
+from fabric.dilation import Dilation
 from fabric.models import PRESETS, combine_bytes, dispatch_bytes, tp_allreduce_bytes
 from workloads.base import AllReduce, Compute, Transfer, consecutive_groups
 from workloads.ep_moe import EpMoe, parse_routing, pick
@@ -126,7 +127,7 @@ def test_pp_math_add_runs_the_handoffs_alone_and_adds_every_stage():
     [item] = work.build(build(parse(data, "pp.yaml"), 1.0))
     handoff = w.handoff_bytes * 8 / 1e12
     assert item.seconds == pytest.approx(7 * (2e-6 + handoff), rel=0.01)   # the bottleneck hop sets the rate
-    f = w.figures(Timings(k=10.0, iteration=[70e-6] * 3, phases={}))   # 7 us real of hand-offs
+    f = w.figures(Timings(dilation=Dilation(10.0), iteration=[70e-6] * 3, phases={}))   # 7 us real of hand-offs
     assert f["iteration_us"]["p50"] == pytest.approx(8 * 5e3 + 7)
     assert f["handoff_us"] == pytest.approx(1.0) and f["comm_share"] == pytest.approx(7 / 40007)
     assert f["bubble"] == pytest.approx(1 - 5e3 / 40007)
@@ -137,7 +138,7 @@ def test_dp_math_add_has_no_phases_and_reports_the_math():
     from workloads.dp import Dp
     w = Dp(L70, batch=1, layers=1, layer_time=1e-3, math="add")
     assert w.phases(8) == []
-    f = w.figures(Timings(k=100.0, iteration=[0.0, 0.0], phases={}))
+    f = w.figures(Timings(dilation=Dilation(100.0), iteration=[0.0, 0.0], phases={}))
     assert f["tpot_us"]["p50"] == pytest.approx(80 * 1e3)
 
 

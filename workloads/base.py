@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fabric.dilation import Dilation
 from fabric.stats import percentile, summary
 
 Group = tuple[int, ...]
@@ -125,16 +126,16 @@ class Timings:
     `iteration` is the slowest rank's end; `phases` sums, per label, each phase's duration
     (its slowest end minus the previous phase's slowest end: right for phases that run one
     after another, as in tp_decode and ep_moe)."""
-    k: float
+    dilation: Dilation
     iteration: list[float]
     phases: dict[str, list[float]]
 
     def real(self, values: list[float], q: float = 50) -> float:
-        """Percentile q of emulated values, projected to the real fabric (/ k)."""
-        return percentile(values, q) / self.k
+        """Percentile q of emulated values, on the real fabric."""
+        return self.dilation.real(percentile(values, q))
 
     def percentiles(self, values: list[float], scale: float = 1e6) -> dict:
         """n, and p50, p95, p99 of emulated values on the real fabric x scale (µs by default);
         None where n cannot carry the percentile (fabric.stats)."""
-        s = summary(values, scale / self.k)
+        s = summary(values, self.dilation.real(scale))
         return {q: s[q] for q in ("n", "p50", "p95", "p99")}

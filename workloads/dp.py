@@ -54,7 +54,7 @@ class Dp:
 
     def figures(self, t: Timings) -> dict:
         per_token = self.model.layers / self.layers
-        step = t.iteration if self.math == "emulate" else [x + self.layer_time * self.layers * t.k for x in t.iteration]
+        step = t.iteration if self.math == "emulate" else [x + t.dilation.emulated(self.layer_time * self.layers) for x in t.iteration]
         return {"tpot_us": t.percentiles(step, per_token * 1e6),
                 "compute_us_per_token": self.layer_time * self.model.layers * 1e6}
 

@@ -88,7 +88,7 @@ class KvTransfer:
     def figures(self, t: Timings) -> dict:
         """Time to first token added by the hand-off: the whole transfer, or (by layer) what
         is left after the prefill math ends."""
-        added = [x - self.prefill_time * t.k for x in t.iteration]
+        added = [x - t.dilation.emulated(self.prefill_time) for x in t.iteration]
         return {"kv_bytes": self.total_bytes,
                 "ttft_added_us": t.percentiles(added),
                 "ttft_added_per_token_us": t.real(added) * 1e6 / self.prompt_tokens,

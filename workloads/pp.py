@@ -89,8 +89,8 @@ class Pipeline:
         return out + [Drain("drain", tuple(range(self.stages)))]
 
     def figures(self, t: Timings) -> dict:
-        busy = self.microbatches * self.stage_time * t.k
-        added = self.stages * self.stage_time * t.k if self.math == "add" else 0.0
+        busy = t.dilation.emulated(self.microbatches * self.stage_time)
+        added = t.dilation.emulated(self.stages * self.stage_time) if self.math == "add" else 0.0
         iteration = [x + added for x in t.iteration]
         bubble = [1 - busy / x for x in iteration]
         out = {"bubble": percentile(bubble, 50), "bubble_ideal": self.ideal_bubble, "math": self.math,

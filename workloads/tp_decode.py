@@ -90,12 +90,12 @@ class TpDecode:
         per_token = self.model.layers / self.layers
         comm = [a + m for a, m in zip(t.phases["attention all-reduce"], t.phases["mlp all-reduce"])]
         per_call = [x / (2 * self.layers) for x in comm]
-        compute = sum(self.compute_s()) * self.layers * t.k
+        compute = t.dilation.emulated(sum(self.compute_s()) * self.layers)
         step = t.iteration if self.math == "emulate" else [x + compute for x in t.iteration]
         return {"tpot_us": t.percentiles(step, per_token * 1e6),
                 "comm_share": t.real(comm) / t.real(step), "math": self.math,
                 "allreduce_us": t.percentiles(per_call),
-                "compute_us_per_token": compute / t.k * per_token * 1e6,
+                "compute_us_per_token": t.dilation.real(compute) * per_token * 1e6,
                 "allreduce_bytes": self.allreduce_bytes, "allreduces_per_token": self.allreduces_per_token}
 
     @staticmethod

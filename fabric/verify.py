@@ -38,6 +38,9 @@ _BRIDGE_RUNTIME = ("IFLA_BR_BRIDGE_ID", "IFLA_BR_ROOT_", "IFLA_BR_TOPOLOGY_CHANG
 # bring their addresses up, in a different order in each build) and its timers
 _RUNTIME_SUFFIXES = ("_TIMER", "_CNT", "_N_GROUPS", "_N_LEARNED", "_QUERIER_STATE")
 _RUNTIME_FLAGS = 0x40 | 0x10000 | 0x20000      # IFF_RUNNING, IFF_LOWER_UP, IFF_DORMANT: the kernel's
+# RTNH_F_DEAD, RTNH_F_LINKDOWN: a route's link without carrier when dumped (the kernel's link
+# watch passes a veth's carrier on up to a second after both ends are up)
+_ROUTE_RUNTIME_FLAGS = 0x1 | 0x10
 _VOLATILE_FIELDS = {"header", "index", "ifi_change", "change", "ifi_index", "event"}
 
 
@@ -193,6 +196,8 @@ def _canon(msg, names: dict[int, str], prefix: str) -> str:
     fields = {k: v for k, v in dump.items() if k not in _VOLATILE_FIELDS and k != "attrs"}
     if "flags" in fields and "ifi_type" in fields:      # a link: what was set, not carrier and running
         fields["flags"] &= ~_RUNTIME_FLAGS
+    elif "flags" in fields and "dst_len" in fields:     # a route: not whether its link had carrier yet
+        fields["flags"] &= ~_ROUTE_RUNTIME_FLAGS
     if "index" in dump:
         fields["dev"] = names.get(dump["index"], dump["index"])
     fields["attrs"] = _attrs(dump.get("attrs", []), names)

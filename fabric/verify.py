@@ -83,16 +83,17 @@ class NodeScript:
     lines: list[str]
 
     def text(self) -> str:
-        out, batch = ["set -e"], []
+        out, batch, first = ["set -e"], [], 0
 
         def flush():
             if batch:
-                first = self.lines.index(batch[0])
                 out.append(f"echo '{MARK}{first}' >&2")
                 out.append("tc -batch - <<'FABRIC_TC'\n" + "\n".join(x[3:] for x in batch) + "\nFABRIC_TC")
                 batch.clear()
         for i, line in enumerate(self.lines):
             if line.startswith("tc "):
+                if not batch:
+                    first = i          # MARK names the batch by its first line's index
                 batch.append(line)
                 continue
             flush()
